@@ -1,0 +1,4 @@
+//! In-memory backend.
+
+/// An in-memory store for tests.
+pub struct MemoryStore;

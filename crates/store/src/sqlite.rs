@@ -1,0 +1,4 @@
+//! SQLite backend.
+
+/// The SQLite store.
+pub struct SqliteStore;
