@@ -1,0 +1,359 @@
+//! The watch cache: every object in memory, fed by one store watch.
+//!
+//! Lists, gets and watches are served from here; writes go to the store and
+//! then wait until the cache has seen their revision, so a client always
+//! reads its own writes. Each object is kept both parsed and serialized, so
+//! a LIST is a concatenation of bytes.
+
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::Value;
+use skiff_store::{EventKind, Revision, Store};
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
+use std::sync::{Arc, RwLock};
+use tokio::sync::{broadcast, watch};
+
+/// How many events the cache keeps for watches that resume from an older revision.
+pub const HISTORY: usize = 10_000;
+
+/// One object as stored, with its resourceVersion set.
+#[derive(Debug)]
+pub struct Obj {
+    /// The storage key.
+    pub key: String,
+    /// The object (storage version) with `metadata.resourceVersion` set.
+    pub value: Value,
+    /// `value` serialized.
+    pub json: Bytes,
+    /// Its resourceVersion.
+    pub rev: Revision,
+}
+
+impl Obj {
+    /// Builds a cached object from stored bytes, setting its resourceVersion.
+    pub fn decode(key: String, bytes: &[u8], rev: Revision) -> Option<Self> {
+        let mut value: Value = serde_json::from_slice(bytes).ok()?;
+        skiff_api::meta::set(
+            &mut value,
+            &["metadata", "resourceVersion"],
+            Value::String(rev.to_string()),
+        );
+        let json = Bytes::from(serde_json::to_vec(&value).ok()?);
+        Some(Self {
+            key,
+            value,
+            json,
+            rev,
+        })
+    }
+}
+
+/// Watch event types as the API names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchKind {
+    /// ADDED
+    Added,
+    /// MODIFIED
+    Modified,
+    /// DELETED
+    Deleted,
+}
+
+impl WatchKind {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchKind::Added => "ADDED",
+            WatchKind::Modified => "MODIFIED",
+            WatchKind::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change seen by the cache.
+#[derive(Debug)]
+pub struct CacheEvent {
+    /// What happened.
+    pub kind: WatchKind,
+    /// The object after the change (for a delete: its last state at the delete's revision).
+    pub obj: Arc<Obj>,
+    /// The object before the change, for selector transitions.
+    pub prev: Option<Arc<Obj>>,
+}
+
+impl CacheEvent {
+    /// The revision of the change.
+    pub fn rev(&self) -> Revision {
+        self.obj.rev
+    }
+}
+
+struct Inner {
+    objects: BTreeMap<String, Arc<Obj>>,
+    history: VecDeque<Arc<CacheEvent>>,
+    rev: Revision,
+    /// Watches may resume from any revision ≥ this.
+    oldest: Revision,
+}
+
+/// The cache. Cheap to share behind an `Arc`.
+pub struct Cache {
+    inner: RwLock<Inner>,
+    rev_tx: watch::Sender<Revision>,
+    events: broadcast::Sender<Arc<CacheEvent>>,
+}
+
+/// A subscription: the events after a revision that were already in history,
+/// then the live receiver.
+pub struct Subscription {
+    /// Events from history, in order.
+    pub backlog: Vec<Arc<CacheEvent>>,
+    /// Live events; may repeat revisions already in `backlog`, callers skip them.
+    pub live: broadcast::Receiver<Arc<CacheEvent>>,
+    /// The cache's revision at subscription time.
+    pub rev: Revision,
+}
+
+impl Cache {
+    /// Loads every object from the store and starts following it.
+    pub async fn start(store: Arc<dyn Store>) -> Result<Arc<Self>, skiff_store::StoreError> {
+        let compacted = store.compacted_revision().await?;
+        let (items, rev) = store.list("/registry/").await?;
+        let mut objects = BTreeMap::new();
+        for kv in items {
+            if let Some(o) = Obj::decode(kv.key.clone(), &kv.value, kv.mod_revision) {
+                objects.insert(kv.key, Arc::new(o));
+            }
+        }
+        let (rev_tx, _) = watch::channel(rev);
+        let (events, _) = broadcast::channel(HISTORY);
+        let cache = Arc::new(Self {
+            inner: RwLock::new(Inner {
+                objects,
+                history: VecDeque::new(),
+                rev,
+                oldest: rev,
+            }),
+            rev_tx,
+            events,
+        });
+        // Prime history from the store so a watch from before a restart can resume.
+        let replay_from = (rev - HISTORY as i64).max(compacted);
+        let mut stream = store.watch("/registry/", rev).await?;
+        if replay_from < rev
+            && let Ok(hist) = store.watch("/registry/", replay_from).await
+        {
+            cache.prime_history(hist, rev).await;
+        }
+        let weak = Arc::downgrade(&cache);
+        let store2 = store.clone();
+        tokio::spawn(async move {
+            loop {
+                match stream.next().await {
+                    Some(Ok(ev)) => {
+                        let Some(c) = weak.upgrade() else { return };
+                        c.apply(ev);
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!("store watch failed: {e}; resyncing the cache");
+                        let Some(c) = weak.upgrade() else { return };
+                        match c.resync(&store2).await {
+                            Ok(s) => stream = s,
+                            Err(e) => {
+                                tracing::error!("cache resync failed: {e}");
+                                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                            }
+                        }
+                    }
+                    None => return,
+                }
+            }
+        });
+        Ok(cache)
+    }
+
+    async fn prime_history(&self, mut hist: skiff_store::WatchStream, until: Revision) {
+        // Rebuild the states before each event by walking the history forward
+        // from the states it implies; the prev of each event is the previous
+        // event on the same key, if it is in the replayed window.
+        let mut last: BTreeMap<String, Arc<Obj>> = BTreeMap::new();
+        let mut out = VecDeque::new();
+        let mut first: Option<Revision> = None;
+        while let Some(Ok(ev)) = hist.next().await {
+            let rev = ev.revision();
+            if rev > until {
+                break;
+            }
+            first.get_or_insert(rev);
+            let Some(obj) = Obj::decode(ev.kv.key.clone(), &ev.kv.value, rev) else {
+                continue;
+            };
+            let obj = Arc::new(obj);
+            let prev = last.get(&ev.kv.key).cloned();
+            let kind = match ev.kind {
+                EventKind::Create => WatchKind::Added,
+                EventKind::Update => WatchKind::Modified,
+                EventKind::Delete => WatchKind::Deleted,
+            };
+            if kind == WatchKind::Deleted {
+                last.remove(&ev.kv.key);
+            } else {
+                last.insert(ev.kv.key.clone(), obj.clone());
+            }
+            out.push_back(Arc::new(CacheEvent { kind, obj, prev }));
+            if rev == until {
+                break;
+            }
+        }
+        let mut inner = self.inner.write().expect("cache lock");
+        if let Some(f) = first {
+            inner.oldest = f - 1;
+            inner.history = out;
+        }
+    }
+
+    async fn resync(
+        &self,
+        store: &Arc<dyn Store>,
+    ) -> Result<skiff_store::WatchStream, skiff_store::StoreError> {
+        let (items, rev) = store.list("/registry/").await?;
+        let mut fresh = BTreeMap::new();
+        for kv in items {
+            if let Some(o) = Obj::decode(kv.key.clone(), &kv.value, kv.mod_revision) {
+                fresh.insert(kv.key, Arc::new(o));
+            }
+        }
+        let stream = store.watch("/registry/", rev).await?;
+        let mut inner = self.inner.write().expect("cache lock");
+        inner.objects = fresh;
+        inner.history.clear();
+        inner.rev = rev;
+        inner.oldest = rev;
+        drop(inner);
+        self.rev_tx.send_replace(rev);
+        Ok(stream)
+    }
+
+    fn apply(&self, ev: skiff_store::Event) {
+        let rev = ev.revision();
+        let key = ev.kv.key.clone();
+        let Some(obj) = Obj::decode(key.clone(), &ev.kv.value, rev) else {
+            tracing::error!("undecodable object at {key}");
+            return;
+        };
+        let obj = Arc::new(obj);
+        let mut inner = self.inner.write().expect("cache lock");
+        if rev <= inner.rev {
+            return;
+        }
+        let prev = match ev.kind {
+            EventKind::Delete => inner.objects.remove(&key),
+            _ => inner.objects.insert(key, obj.clone()),
+        };
+        let kind = match (ev.kind, &prev) {
+            (EventKind::Delete, _) => WatchKind::Deleted,
+            (_, None) => WatchKind::Added,
+            (_, Some(_)) => WatchKind::Modified,
+        };
+        let event = Arc::new(CacheEvent { kind, obj, prev });
+        inner.history.push_back(event.clone());
+        if inner.history.len() > HISTORY
+            && let Some(dropped) = inner.history.pop_front()
+        {
+            inner.oldest = dropped.rev();
+        }
+        inner.rev = rev;
+        let _ = self.events.send(event);
+        drop(inner);
+        self.rev_tx.send_replace(rev);
+    }
+
+    /// The cache's current revision.
+    pub fn revision(&self) -> Revision {
+        *self.rev_tx.borrow()
+    }
+
+    /// Waits until the cache has applied `rev` (a write's revision).
+    pub async fn wait_for(&self, rev: Revision) {
+        let mut rx = self.rev_tx.subscribe();
+        let _ = rx.wait_for(|r| *r >= rev).await;
+    }
+
+    /// The object at `key`.
+    pub fn get(&self, key: &str) -> Option<Arc<Obj>> {
+        self.inner
+            .read()
+            .expect("cache lock")
+            .objects
+            .get(key)
+            .cloned()
+    }
+
+    /// Objects whose key starts with `prefix`, after `start_after` if given, with the cache revision.
+    pub fn list(&self, prefix: &str, start_after: Option<&str>) -> (Vec<Arc<Obj>>, Revision) {
+        let inner = self.inner.read().expect("cache lock");
+        let lower = match start_after {
+            Some(k) if k >= prefix => Bound::Excluded(k.to_string()),
+            _ => Bound::Included(prefix.to_string()),
+        };
+        let items = inner
+            .objects
+            .range((lower, Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.clone())
+            .collect();
+        (items, inner.rev)
+    }
+
+    /// Visits objects under `prefix` without collecting them.
+    pub fn count(&self, prefix: &str) -> usize {
+        let inner = self.inner.read().expect("cache lock");
+        inner
+            .objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .count()
+    }
+
+    /// Subscribes to changes after `after`. Fails with the oldest available
+    /// revision when `after` is older than the history kept.
+    pub fn subscribe(&self, after: Revision) -> Result<Subscription, Revision> {
+        let inner = self.inner.read().expect("cache lock");
+        if after < inner.oldest {
+            return Err(inner.oldest);
+        }
+        let live = self.events.subscribe();
+        let backlog = inner
+            .history
+            .iter()
+            .filter(|e| e.rev() > after)
+            .cloned()
+            .collect();
+        Ok(Subscription {
+            backlog,
+            live,
+            rev: inner.rev,
+        })
+    }
+
+    /// A consistent snapshot of current objects under `prefix` plus a subscription from that point.
+    pub fn snapshot_and_subscribe(&self, prefix: &str) -> (Vec<Arc<Obj>>, Subscription) {
+        let inner = self.inner.read().expect("cache lock");
+        let live = self.events.subscribe();
+        let items = inner
+            .objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.clone())
+            .collect();
+        (
+            items,
+            Subscription {
+                backlog: Vec::new(),
+                live,
+                rev: inner.rev,
+            },
+        )
+    }
+}

@@ -1,0 +1,400 @@
+//! The API driven by a real client (kube-rs) over HTTPS, against a server on port 0.
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::json;
+use skiff_apiserver::{Config, Running};
+
+async fn start(dir: &std::path::Path) -> Running {
+    let mut c = Config::new(dir);
+    c.port = 0;
+    skiff_apiserver::start(c).await.expect("server starts")
+}
+
+async fn client(running: &Running) -> kube::Client {
+    let kc = Kubeconfig::read_from(&running.kubeconfig).expect("kubeconfig readable");
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig valid");
+    kube::Client::try_from(cfg).expect("client")
+}
+
+fn pod(name: &str, labels: serde_json::Value) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn create_get_list_with_defaults_and_selectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path()).await;
+    let c = client(&running).await;
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+    let created = pods
+        .create(&PostParams::default(), &pod("web-1", json!({"app": "web"})))
+        .await
+        .unwrap();
+    let md = &created.metadata;
+    assert!(md.uid.is_some() && md.creation_timestamp.is_some() && md.resource_version.is_some());
+    let spec = created.spec.as_ref().unwrap();
+    assert_eq!(spec.restart_policy.as_deref(), Some("Always"));
+    assert_eq!(spec.dns_policy.as_deref(), Some("ClusterFirst"));
+    assert_eq!(
+        spec.containers[0].image_pull_policy.as_deref(),
+        Some("IfNotPresent")
+    );
+    assert_eq!(
+        created.status.as_ref().unwrap().phase.as_deref(),
+        Some("Pending")
+    );
+
+    pods.create(&PostParams::default(), &pod("db-1", json!({"app": "db"})))
+        .await
+        .unwrap();
+    let web = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap();
+    assert_eq!(web.items.len(), 1);
+    assert_eq!(web.items[0].metadata.name.as_deref(), Some("web-1"));
+    let by_name = pods
+        .list(&ListParams::default().fields("metadata.name=db-1"))
+        .await
+        .unwrap();
+    assert_eq!(by_name.items.len(), 1);
+    let all = pods.list(&ListParams::default()).await.unwrap();
+    assert_eq!(all.items.len(), 2);
+
+    // AlreadyExists
+    let err = pods
+        .create(&PostParams::default(), &pod("web-1", json!({})))
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 409);
+            assert_eq!(s.reason, "AlreadyExists");
+            assert_eq!(s.message, "pods \"web-1\" already exists");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn pagination_with_limit_and_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path()).await;
+    let c = client(&running).await;
+    let cms: Api<ConfigMap> = Api::namespaced(c, "default");
+    for i in 0..25 {
+        let cm: ConfigMap = serde_json::from_value(
+            json!({"metadata": {"name": format!("cm-{i:02}")}, "data": {"k": "v"}}),
+        )
+        .unwrap();
+        cms.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    let mut names = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut lp = ListParams::default().limit(10);
+        if let Some(t) = &token {
+            lp = lp.continue_token(t);
+        }
+        let page = cms.list(&lp).await.unwrap();
+        pages += 1;
+        names.extend(page.items.iter().map(|c| c.metadata.name.clone().unwrap()));
+        match page.metadata.continue_ {
+            Some(t) if !t.is_empty() => token = Some(t),
+            _ => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(names.len(), 25);
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn stale_update_conflicts_and_patches_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path()).await;
+    let c = client(&running).await;
+    let deploys: Api<Deployment> = Api::namespaced(c, "default");
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web", "image": "busybox:1"}, {"name": "side", "image": "busybox:1"}]}}}
+    }))
+    .unwrap();
+    let created = deploys.create(&PostParams::default(), &d).await.unwrap();
+    assert_eq!(created.metadata.generation, Some(1));
+    assert_eq!(created.spec.as_ref().unwrap().replicas, Some(1));
+
+    // Strategic merge: one container's image changes by name, the other stays.
+    let patched = deploys
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "busybox:2"}]}}}})),
+        )
+        .await
+        .unwrap();
+    let cs = &patched
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers;
+    assert_eq!(cs.len(), 2);
+    assert_eq!(cs[0].image.as_deref(), Some("busybox:2"));
+    assert_eq!(cs[1].image.as_deref(), Some("busybox:1"));
+    assert_eq!(patched.metadata.generation, Some(2));
+
+    // Merge patch on labels.
+    let merged = deploys
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"tier": "fe"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(merged.metadata.labels.as_ref().unwrap()["tier"], "fe");
+    assert_eq!(
+        merged.metadata.generation,
+        Some(2),
+        "metadata changes do not bump generation"
+    );
+
+    // JSON patch.
+    let jp: json_patch_4::Patch =
+        serde_json::from_value(json!([{"op": "replace", "path": "/spec/replicas", "value": 3}]))
+            .unwrap();
+    let jpatched = deploys
+        .patch("web", &PatchParams::default(), &Patch::<()>::Json(jp))
+        .await
+        .unwrap();
+    assert_eq!(jpatched.spec.as_ref().unwrap().replicas, Some(3));
+
+    // An update carrying the resourceVersion of `created` is stale now.
+    let mut stale = created.clone();
+    stale.spec.as_mut().unwrap().replicas = Some(5);
+    match deploys
+        .replace("web", &PostParams::default(), &stale)
+        .await
+        .unwrap_err()
+    {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 409);
+            assert_eq!(s.reason, "Conflict");
+            assert!(
+                s.message.contains("the object has been modified"),
+                "{}",
+                s.message
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn watch_resumes_from_a_resource_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path()).await;
+    let c = client(&running).await;
+    let cms: Api<ConfigMap> = Api::namespaced(c, "default");
+    let mk = |n: &str| -> ConfigMap {
+        serde_json::from_value(json!({"metadata": {"name": n}})).unwrap()
+    };
+    let first = cms.create(&PostParams::default(), &mk("a")).await.unwrap();
+    let rv = first.metadata.resource_version.clone().unwrap();
+    cms.create(&PostParams::default(), &mk("b")).await.unwrap();
+    cms.delete("a", &DeleteParams::default()).await.unwrap();
+
+    // Resume from after "a" was created: we see b ADDED then a DELETED.
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(5), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match stream.try_next().await.unwrap() {
+            Some(WatchEvent::Added(cm)) => {
+                seen.push(format!("ADDED {}", cm.metadata.name.unwrap()))
+            }
+            Some(WatchEvent::Deleted(cm)) => {
+                seen.push(format!("DELETED {}", cm.metadata.name.unwrap()))
+            }
+            Some(WatchEvent::Modified(cm)) => {
+                seen.push(format!("MODIFIED {}", cm.metadata.name.unwrap()))
+            }
+            Some(WatchEvent::Bookmark(_)) => {}
+            Some(WatchEvent::Error(e)) => panic!("watch error {e:?}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec!["ADDED b".to_string(), "DELETED a".to_string()]);
+
+    // A live event arrives on an open watch.
+    let latest = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut live = cms
+        .watch(&WatchParams::default().timeout(5), &latest)
+        .await
+        .unwrap()
+        .boxed();
+    cms.create(&PostParams::default(), &mk("c")).await.unwrap();
+    match live.try_next().await.unwrap() {
+        Some(WatchEvent::Added(cm)) => assert_eq!(cm.metadata.name.as_deref(), Some("c")),
+        other => panic!("expected ADDED c, got {other:?}"),
+    }
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_a_namespace_deletes_its_contents() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path()).await;
+    let c = client(&running).await;
+    let nss: Api<Namespace> = Api::all(c.clone());
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "scratch"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "scratch");
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    nss.delete("scratch", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match nss.get_opt("scratch").await.unwrap() {
+            None => break,
+            Some(ns) => {
+                assert_eq!(
+                    ns.status.and_then(|s| s.phase).as_deref(),
+                    Some("Terminating")
+                );
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "namespace never went away"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+    let all: Api<ConfigMap> = Api::all(c);
+    let left = all
+        .list(&ListParams::default().fields("metadata.namespace=scratch"))
+        .await
+        .unwrap();
+    assert!(left.items.is_empty());
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn unauthenticated_requests_get_401() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path()).await;
+    let kc = Kubeconfig::read_from(&running.kubeconfig).unwrap();
+    let mut cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    cfg.auth_info.token = Some("wrong".to_string().into());
+    let c = kube::Client::try_from(cfg).unwrap();
+    let pods: Api<Pod> = Api::namespaced(c, "default");
+    match pods.list(&ListParams::default()).await.unwrap_err() {
+        kube::Error::Api(s) => assert_eq!(s.code, 401),
+        other => panic!("unexpected {other:?}"),
+    }
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn restart_keeps_objects_and_resource_versions_and_watch_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rv_a, uid_a, old_rv) = {
+        let running = start(dir.path()).await;
+        let c = client(&running).await;
+        let cms: Api<ConfigMap> = Api::namespaced(c, "default");
+        let a = cms
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "a"}, "data": {"x": "1"}}))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let old_rv = a.metadata.resource_version.clone().unwrap();
+        let b = cms
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "b"}})).unwrap(),
+            )
+            .await
+            .unwrap();
+        let _ = b;
+        let a2 = cms.get("a").await.unwrap();
+        running.stop().await;
+        (
+            a2.metadata.resource_version.unwrap(),
+            a2.metadata.uid.unwrap(),
+            old_rv,
+        )
+    };
+    let token_before = std::fs::read_to_string(dir.path().join("token")).unwrap();
+    let running = start(dir.path()).await;
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("token")).unwrap(),
+        token_before,
+        "the join token is kept"
+    );
+    let c = client(&running).await;
+    let cms: Api<ConfigMap> = Api::namespaced(c, "default");
+    let a = cms.get("a").await.unwrap();
+    assert_eq!(a.metadata.resource_version.as_deref(), Some(rv_a.as_str()));
+    assert_eq!(a.metadata.uid.as_deref(), Some(uid_a.as_str()));
+    assert_eq!(a.data.unwrap()["x"], "1");
+    // A watch from before the restart resumes and sees "b" being created.
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(3), &old_rv)
+        .await
+        .unwrap()
+        .boxed();
+    match stream.try_next().await.unwrap() {
+        Some(WatchEvent::Added(cm)) => assert_eq!(cm.metadata.name.as_deref(), Some("b")),
+        other => panic!("expected ADDED b, got {other:?}"),
+    }
+    running.stop().await;
+}
