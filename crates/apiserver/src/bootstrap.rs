@@ -67,6 +67,12 @@ pub async fn ensure_builtin(
                      "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}}),
     )
     .await?;
+    let Some(advertise) = advertise_address(host) else {
+        tracing::warn!(
+            "no non-loopback address to advertise; the kubernetes Service has no endpoints"
+        );
+        return Ok(());
+    };
     create_if_absent(
         server,
         "",
@@ -74,10 +80,31 @@ pub async fn ensure_builtin(
         Some("default"),
         json!({"apiVersion": "v1", "kind": "Endpoints",
             "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-            "subsets": [{"addresses": [{"ip": host.to_string()}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}),
+            "subsets": [{"addresses": [{"ip": advertise.to_string()}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}),
     )
     .await?;
     Ok(())
+}
+
+/// The address the `kubernetes` Service points at: the bind address, or when
+/// that is loopback or unspecified, the machine's first non-loopback IPv4
+/// address (Kubernetes rejects loopback endpoints).
+pub fn advertise_address(bind: IpAddr) -> Option<IpAddr> {
+    if !bind.is_loopback() && !bind.is_unspecified() {
+        return Some(bind);
+    }
+    let trie = std::fs::read_to_string("/proc/net/fib_trie").ok()?;
+    let lines: Vec<&str> = trie.lines().collect();
+    for w in lines.windows(2) {
+        if w[1].trim() == "/32 host LOCAL"
+            && let Some(ip) = w[0].trim().strip_prefix("|-- ")
+            && let Ok(ip) = ip.parse::<Ipv4Addr>()
+            && !ip.is_loopback()
+        {
+            return Some(IpAddr::V4(ip));
+        }
+    }
+    None
 }
 
 /// Runs the namespace controller until shutdown.
