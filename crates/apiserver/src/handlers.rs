@@ -279,7 +279,8 @@ async fn route(server: Arc<Server>, req: Request<Body>) -> ApiResult<Response> {
             let opts =
                 DeleteOptions::from_parts(body_v.as_ref(), &|k| query.get(k).map(str::to_string))?;
             let (obj, gone) = reg.delete(t.r, ns, name, &opts).await?;
-            let code = if gone { StatusCode::OK } else { StatusCode::OK };
+            // Kubernetes answers 202 while a graceful deletion is pending.
+            let code = if gone { StatusCode::OK } else { StatusCode::ACCEPTED };
             Ok(render_one(t.r, &obj, output, &query, code))
         }
         (&Method::GET, Some(name), Some("status")) => {
@@ -320,10 +321,10 @@ async fn route(server: Arc<Server>, req: Request<Body>) -> ApiResult<Response> {
                 kind
             };
             let mut patched = crate::registry::apply_patch(scale_info, kind, &scale, &patch)?;
-            if patched["metadata"]["resourceVersion"] == scale["metadata"]["resourceVersion"] {
-                if let Some(m) = patched["metadata"].as_object_mut() {
-                    m.remove("resourceVersion");
-                }
+            if patched["metadata"]["resourceVersion"] == scale["metadata"]["resourceVersion"]
+                && let Some(m) = patched["metadata"].as_object_mut()
+            {
+                m.remove("resourceVersion");
             }
             let s = reg
                 .set_scale(t.r, ns, name, &patched, &query.write_options()?)

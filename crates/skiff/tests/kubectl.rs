@@ -1,7 +1,7 @@
 //! The real kubectl against a server started in-process on port 0: every
 //! command of the control-plane tour, asserting on what kubectl prints.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -367,7 +367,7 @@ fn invalid_objects_are_rejected_and_nothing_is_stored() {
 fn watch_prints_new_rows_as_they_happen() {
     let Some(c) = Cluster::start() else { return };
     c.write("pod.yaml", POD);
-    let mut w = Command::new("kubectl")
+    let w = Command::new("kubectl")
         .env("KUBECONFIG", &c.kubeconfig)
         .args(["get", "pods", "-o", "wide", "-w", "--request-timeout=4s"])
         .stdout(std::process::Stdio::piped())
@@ -480,9 +480,4 @@ fn typed_client_commands_send_protobuf_and_work() {
     let t = table(&c.ok(&["get", "secrets"]));
     assert_eq!(t[0], ["NAME", "TYPE", "DATA", "AGE"]);
     assert_eq!(&t[1][..3], ["s", "Opaque", "1"]);
-}
-
-#[allow(dead_code)]
-fn exists(p: &Path) -> bool {
-    p.exists()
 }
