@@ -158,6 +158,12 @@ impl ApiError {
         )
     }
 
+    /// 504: the client asked for a revision the server has not reached.
+    pub fn too_large_resource_version(requested: i64, current: i64) -> Self {
+        Self::new(504, "Timeout", format!("Too large resource version: {requested}, current: {current}"))
+            .with_details(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}))
+    }
+
     /// 500.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(

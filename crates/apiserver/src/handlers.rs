@@ -280,7 +280,11 @@ async fn route(server: Arc<Server>, req: Request<Body>) -> ApiResult<Response> {
                 DeleteOptions::from_parts(body_v.as_ref(), &|k| query.get(k).map(str::to_string))?;
             let (obj, gone) = reg.delete(t.r, ns, name, &opts).await?;
             // Kubernetes answers 202 while a graceful deletion is pending.
-            let code = if gone { StatusCode::OK } else { StatusCode::ACCEPTED };
+            let code = if gone {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
             Ok(render_one(t.r, &obj, output, &query, code))
         }
         (&Method::GET, Some(name), Some("status")) => {
@@ -554,6 +558,30 @@ async fn list(reg: &Registry, t: &Target, q: &Query, output: Output) -> ApiResul
         }
         None => None,
     };
+    if after.is_none()
+        && let Some(rv) = q
+            .get("resourceVersion")
+            .filter(|s| !s.is_empty() && *s != "0")
+    {
+        let want: i64 = rv
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?;
+        let current = reg.cache().revision();
+        if q.get("resourceVersionMatch") == Some("Exact") && want != current {
+            // Only the current state is kept in memory; older snapshots are gone.
+            return Err(ApiError::gone(want, current));
+        }
+        if want > current
+            && tokio::time::timeout(Duration::from_secs(3), reg.cache().wait_for(want))
+                .await
+                .is_err()
+        {
+            return Err(ApiError::too_large_resource_version(
+                want,
+                reg.cache().revision(),
+            ));
+        }
+    }
     let (objs, rev) = reg
         .list(
             t.r,
@@ -737,6 +765,7 @@ async fn watch(server: Arc<Server>, t: &Target, q: &Query, output: Output) -> Ap
 
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
     let cache = reg.cache().clone();
+    let mut start_after = 0;
     let (initial, sub) = if send_initial || rv.is_none() {
         let (items, sub) = cache.snapshot_and_subscribe(&prefix);
         (items, sub)
@@ -744,6 +773,7 @@ async fn watch(server: Arc<Server>, t: &Target, q: &Query, output: Output) -> Ap
         let after: i64 = rv.and_then(|s| s.parse().ok()).ok_or_else(|| {
             ApiError::bad_request(format!("invalid resource version: {}", rv.unwrap_or("")))
         })?;
+        start_after = after;
         match cache.subscribe(after) {
             Ok(sub) => (Vec::new(), sub),
             Err(oldest) => {
@@ -759,7 +789,7 @@ async fn watch(server: Arc<Server>, t: &Target, q: &Query, output: Output) -> Ap
     let kind_name = r.kind;
     let api_version = r.api_version();
     tokio::spawn(async move {
-        let mut last = sub.rev;
+        let mut last = sub.rev.max(start_after);
         for o in &initial {
             if filter.matches(storage, &o.value) {
                 let v = Registry::to_version(r, o);

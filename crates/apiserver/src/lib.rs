@@ -59,6 +59,8 @@ pub struct Config {
     pub datastore_endpoint: Option<String>,
     /// How many revisions of history the store keeps for watches.
     pub retain_revisions: i64,
+    /// How often the store compacts history.
+    pub compact_interval: std::time::Duration,
 }
 
 impl Config {
@@ -76,6 +78,7 @@ impl Config {
             cluster_domain: "cluster.local".into(),
             datastore_endpoint: None,
             retain_revisions: 10_000,
+            compact_interval: std::time::Duration::from_secs(60),
         }
     }
 
@@ -232,6 +235,7 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     }
     let opts = skiff_store::sqlite::SqliteOptions {
         retain_revisions: config.retain_revisions,
+        compact_interval: Some(config.compact_interval),
         ..Default::default()
     };
     Ok(Arc::new(skiff_store::SqliteStore::open(&path, opts)?))

@@ -398,3 +398,61 @@ async fn restart_keeps_objects_and_resource_versions_and_watch_resumes() {
     }
     running.stop().await;
 }
+
+#[tokio::test]
+async fn watch_from_a_compacted_revision_gets_410_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Config::new(dir.path());
+    c.port = 0;
+    c.retain_revisions = 5;
+    c.compact_interval = std::time::Duration::from_millis(50);
+    let old_rv = {
+        let running = skiff_apiserver::start(c.clone()).await.unwrap();
+        let client = client(&running).await;
+        let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+        let first = cms
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "first"}})).unwrap(),
+            )
+            .await
+            .unwrap();
+        for i in 0..30 {
+            cms.create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": format!("n{i}")}})).unwrap(),
+            )
+            .await
+            .unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        running.stop().await;
+        first.metadata.resource_version.unwrap()
+    };
+    let running = skiff_apiserver::start(c).await.unwrap();
+    let client = client(&running).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(3), &old_rv)
+        .await
+        .unwrap()
+        .boxed();
+    match stream.try_next().await.unwrap() {
+        Some(WatchEvent::Error(e)) => {
+            assert_eq!(e.code, 410);
+            assert_eq!(e.reason, "Expired");
+            assert!(
+                e.message.starts_with("too old resource version"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("expected a 410 ERROR event, got {other:?}"),
+    }
+    // The objects themselves survived compaction.
+    assert_eq!(
+        cms.list(&ListParams::default()).await.unwrap().items.len(),
+        31
+    );
+    running.stop().await;
+}
