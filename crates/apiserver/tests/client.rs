@@ -456,3 +456,200 @@ async fn watch_from_a_compacted_revision_gets_410_expired() {
     );
     running.stop().await;
 }
+
+#[tokio::test]
+async fn bound_pods_delete_gracefully_and_finalizers_hold_objects() {
+    use k8s_openapi::api::core::v1::Binding;
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path()).await;
+    let c = client(&running).await;
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+    let mut p = pod("bound", json!({}));
+    p.spec.as_mut().unwrap().termination_grace_period_seconds = Some(20);
+    pods.create(&PostParams::default(), &p).await.unwrap();
+
+    // Bind it to a node through pods/binding, as a scheduler does.
+    let binding: Binding = serde_json::from_value(
+        json!({"metadata": {"name": "bound"}, "target": {"kind": "Node", "name": "n1"}}),
+    )
+    .unwrap();
+    let _: serde_json::Value = c
+        .request(
+            http::Request::post("/api/v1/namespaces/default/pods/bound/binding")
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&binding).unwrap())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let bound = pods.get("bound").await.unwrap();
+    assert_eq!(
+        bound.spec.as_ref().unwrap().node_name.as_deref(),
+        Some("n1")
+    );
+    let conds = bound.status.unwrap().conditions.unwrap();
+    assert!(
+        conds
+            .iter()
+            .any(|c| c.type_ == "PodScheduled" && c.status == "True")
+    );
+    let on_node = pods
+        .list(&ListParams::default().fields("spec.nodeName=n1"))
+        .await
+        .unwrap();
+    assert_eq!(on_node.items.len(), 1);
+
+    // A bound pod waits for its kubelet: deletionTimestamp set, object kept.
+    let res = pods
+        .delete("bound", &DeleteParams::default())
+        .await
+        .unwrap();
+    let pending = res
+        .left()
+        .expect("the pod is returned while its deletion is pending");
+    assert!(pending.metadata.deletion_timestamp.is_some());
+    assert_eq!(pending.metadata.deletion_grace_period_seconds, Some(20));
+    assert!(pods.get_opt("bound").await.unwrap().is_some());
+    // Grace 0 (what the kubelet sends when the containers are gone) removes it.
+    pods.delete(
+        "bound",
+        &DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(pods.get_opt("bound").await.unwrap().is_none());
+
+    // A finalizer holds a ConfigMap until it is removed.
+    let cms: Api<ConfigMap> = Api::namespaced(c, "default");
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(
+            json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    cms.delete("held", &DeleteParams::default()).await.unwrap();
+    let held = cms.get("held").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+    // No new finalizers on an object being deleted.
+    let err = cms
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": ["example.com/hold", "x.io/more"]}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 422),
+        "{err:?}"
+    );
+    cms.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert!(
+        cms.get_opt("held").await.unwrap().is_none(),
+        "removing the last finalizer completes the delete"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn dry_run_generate_name_and_validation_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path()).await;
+    let c = client(&running).await;
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+    let dry = pods
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &pod("dry", json!({})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(dry.metadata.name.as_deref(), Some("dry"));
+    assert!(
+        pods.get_opt("dry").await.unwrap().is_none(),
+        "dryRun stores nothing"
+    );
+
+    let mut g = pod("", json!({}));
+    g.metadata.name = None;
+    g.metadata.generate_name = Some("web-".into());
+    let made = pods.create(&PostParams::default(), &g).await.unwrap();
+    let name = made.metadata.name.unwrap();
+    assert!(name.starts_with("web-") && name.len() == 9, "{name}");
+
+    let bad: Pod = serde_json::from_value(json!({"metadata": {"name": "bad"}, "spec": {"containers": [{"name": "c"}], "restartPolicy": "Sometimes"}})).unwrap();
+    match pods.create(&PostParams::default(), &bad).await.unwrap_err() {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 422);
+            assert_eq!(s.reason, "Invalid");
+            assert!(
+                s.message.starts_with("Pod \"bad\" is invalid: ["),
+                "{}",
+                s.message
+            );
+            assert!(
+                s.message
+                    .contains("spec.containers[0].image: Required value"),
+                "{}",
+                s.message
+            );
+            assert!(
+                s.message
+                    .contains("spec.restartPolicy: Unsupported value: \"Sometimes\""),
+                "{}",
+                s.message
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(pods.get_opt("bad").await.unwrap().is_none());
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn events_are_shared_between_core_and_events_k8s_io() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event as NewEvent;
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path()).await;
+    let c = client(&running).await;
+    let core: Api<CoreEvent> = Api::namespaced(c.clone(), "default");
+    let ev: CoreEvent = serde_json::from_value(json!({
+        "metadata": {"name": "nginx.1"},
+        "involvedObject": {"kind": "Pod", "name": "nginx", "namespace": "default"},
+        "reason": "Scheduled", "message": "Successfully assigned default/nginx to n1", "type": "Normal",
+        "source": {"component": "default-scheduler"}, "count": 1,
+        "firstTimestamp": "2026-11-28T05:00:00Z", "lastTimestamp": "2026-11-28T05:00:00Z"
+    }))
+    .unwrap();
+    core.create(&PostParams::default(), &ev).await.unwrap();
+    let by_obj = core
+        .list(&ListParams::default().fields("involvedObject.name=nginx,reason=Scheduled"))
+        .await
+        .unwrap();
+    assert_eq!(by_obj.items.len(), 1);
+    let newer: Api<NewEvent> = Api::namespaced(c, "default");
+    let e = newer.get("nginx.1").await.unwrap();
+    assert_eq!(e.regarding.as_ref().unwrap().name.as_deref(), Some("nginx"));
+    assert_eq!(
+        e.note.as_deref(),
+        Some("Successfully assigned default/nginx to n1")
+    );
+    assert_eq!(e.deprecated_count, Some(1));
+    running.stop().await;
+}
