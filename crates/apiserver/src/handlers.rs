@@ -471,12 +471,54 @@ fn decode_body(content_type: &str, body: &[u8]) -> ApiResult<Value> {
         return serde_saphyr::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")));
     }
-    if base.contains("protobuf") {
-        return Err(ApiError::unsupported_media_type(content_type));
+    if base == crate::protobuf::CONTENT_TYPE {
+        let mut v = crate::protobuf::decode(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the body of the request could not be decoded as protobuf: {e}"
+            ))
+        })?;
+        strip_go_zero_values(&mut v);
+        return Ok(v);
     }
     serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
     })
+}
+
+/// Fields that are plain (non-pointer) values in Kubernetes' Go types: Go
+/// writes their zero value on the protobuf wire, but its JSON omits them,
+/// so a JSON client would never have sent them.
+const GO_NON_POINTER_FIELDS: &[&str] = &[
+    "stdin",
+    "stdinOnce",
+    "tty",
+    "hostIPC",
+    "hostNetwork",
+    "hostPID",
+    "paused",
+    "minReadySeconds",
+    "publishNotReadyAddresses",
+    "healthCheckNodePort",
+    "hostPort",
+    "nodePort",
+    "readOnly",
+    "unschedulable",
+];
+
+fn strip_go_zero_values(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|k, v| {
+                !(GO_NON_POINTER_FIELDS.contains(&k.as_str())
+                    && (v == &json!(0) || v == &json!(false)))
+            });
+            for (_, child) in m.iter_mut() {
+                strip_go_zero_values(child);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_go_zero_values),
+        _ => {}
+    }
 }
 
 fn render_one(

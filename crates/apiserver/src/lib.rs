@@ -10,6 +10,7 @@
 //! - [`cache`]: the watch cache.
 //! - [`discovery`], [`openapi`]: what clients read to learn the API.
 //! - [`table`]: Table and PartialObjectMetadata negotiation.
+//! - [`protobuf`]: decoding of the protobuf request bodies kubectl's typed clients send.
 //! - [`bootstrap`]: built-in objects and the namespace controller.
 //! - [`tls`]: the CA and serving certificate.
 //! - [`error`]: `Status` errors.
@@ -20,6 +21,8 @@ pub mod discovery;
 pub mod error;
 pub mod handlers;
 pub mod openapi;
+mod proto_schema;
+pub mod protobuf;
 pub mod registry;
 pub mod table;
 pub mod tls;

@@ -361,6 +361,46 @@ fn pod_qos_class(pod: &Value) -> &'static str {
     }
 }
 
+/// Kubernetes generates a Job's selector from its uid unless
+/// `spec.manualSelector` is true, and labels the pod template to match.
+fn generate_job_selector(job: &mut Map<String, Value>) {
+    let uid = job
+        .get("metadata")
+        .and_then(|m| m.get("uid"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let name = job
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let Some(spec) = job.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if spec.get("manualSelector").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    let labels = json!({
+        "batch.kubernetes.io/controller-uid": uid,
+        "batch.kubernetes.io/job-name": name,
+        "controller-uid": uid,
+        "job-name": name,
+    });
+    let tl = spec.entry("template").or_insert(json!({}));
+    let tm = meta::object_at(tl, &["metadata", "labels"]);
+    for (k, v) in labels.as_object().expect("object") {
+        tm.insert(k.clone(), v.clone());
+    }
+    if spec.get("selector").is_none_or(Value::is_null) {
+        spec.insert(
+            "selector".into(),
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+        );
+    }
+}
+
 impl Registry {
     /// A registry over a store and its cache.
     pub fn new(store: Arc<dyn Store>, cache: Arc<Cache>, config: RegistryConfig) -> Self {
@@ -596,6 +636,7 @@ impl Registry {
             "namespaces" => {
                 m.insert("status".into(), json!({"phase": "Active"}));
             }
+            "jobs" => generate_job_selector(m),
             _ => {}
         }
     }

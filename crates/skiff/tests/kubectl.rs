@@ -477,6 +477,30 @@ fn typed_client_commands_send_protobuf_and_work() {
         ]),
         "2 25%"
     );
+    // Go's zero values on the protobuf wire do not show up as fields JSON would never have.
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "deploy",
+            "d",
+            "-o",
+            "jsonpath={.spec.template.spec.hostNetwork}{.spec.paused}"
+        ]),
+        ""
+    );
+    assert_eq!(
+        c.ok(&["create", "job", "j", "--image=busybox", "--", "echo", "hi"])
+            .trim(),
+        "job.batch/j created"
+    );
+    let sel = c.ok(&[
+        "get",
+        "job",
+        "j",
+        "-o",
+        "jsonpath={.spec.selector.matchLabels}",
+    ]);
+    assert!(sel.contains("batch.kubernetes.io/controller-uid"), "{sel}");
     let t = table(&c.ok(&["get", "secrets"]));
     assert_eq!(t[0], ["NAME", "TYPE", "DATA", "AGE"]);
     assert_eq!(&t[1][..3], ["s", "Opaque", "1"]);
