@@ -3,7 +3,11 @@
 //! # Layout
 //! - [`runtime`]: the container runtime boundary (runc under a shim; a fake for tests).
 //! - [`image`]: the image store, archive import and reference resolution.
+//! - [`node`]: the Node object, its conditions and its Lease.
+//! - [`spec`]: argv, environment, user and cgroup limits from a container spec and its image.
 //! - [`pod`]: the pod worker: a pure planner and status computation, and the loop that carries plans out.
 
 pub mod image;
+pub mod node;
 pub mod runtime;
+pub mod spec;
