@@ -5,9 +5,11 @@
 //! - [`image`]: the image store, archive import and reference resolution.
 //! - [`node`]: the Node object, its conditions and its Lease.
 //! - [`spec`]: argv, environment, user and cgroup limits from a container spec and its image.
+//! - [`volume`]: pod volumes on the node and the bind mounts containers get.
 //! - [`pod`]: the pod worker: a pure planner and status computation, and the loop that carries plans out.
 
 pub mod image;
 pub mod node;
 pub mod runtime;
 pub mod spec;
+pub mod volume;
