@@ -51,7 +51,7 @@ impl Machine {
             .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
             .unwrap_or(0);
         let ephemeral_storage = nix::sys::statvfs::statvfs(data_dir)
-            .map(|s| s.blocks() as u64 * s.fragment_size() as u64)
+            .map(|s| s.blocks() * s.fragment_size())
             .unwrap_or(0);
         let os_image = read("/etc/os-release")
             .lines()
