@@ -758,6 +758,26 @@ struct WatchRenderer {
 }
 
 impl WatchRenderer {
+    /// Renders a cached object. In the common case (JSON in the storage
+    /// version) the line is the cached bytes wrapped: nothing is cloned or
+    /// serialized per watcher, so fan-out to many watchers stays cheap.
+    fn render_cached(&mut self, kind: &str, obj: &Obj) -> Bytes {
+        let storage = catalog::storage_info(self.r);
+        if self.output == Output::Object
+            && storage.group == self.r.group
+            && storage.version == self.r.version
+        {
+            let mut line = Vec::with_capacity(obj.json.len() + 40);
+            line.extend_from_slice(b"{\"type\":\"");
+            line.extend_from_slice(kind.as_bytes());
+            line.extend_from_slice(b"\",\"object\":");
+            line.extend_from_slice(&obj.json);
+            line.extend_from_slice(b"}\n");
+            return Bytes::from(line);
+        }
+        self.render(kind, &Registry::to_version(self.r, obj))
+    }
+
     fn render(&mut self, kind: &str, obj: &Value) -> Bytes {
         match self.output {
             Output::Object => event_line(kind, obj),
@@ -834,8 +854,7 @@ async fn watch(server: Arc<Server>, t: &Target, q: &Query, output: Output) -> Ap
         let mut last = sub.rev.max(start_after);
         for o in &initial {
             if filter.matches(storage, &o.value) {
-                let v = Registry::to_version(r, o);
-                if tx.send(renderer.render("ADDED", &v)).await.is_err() {
+                if tx.send(renderer.render_cached("ADDED", o)).await.is_err() {
                     return;
                 }
             }
@@ -876,7 +895,7 @@ async fn watch(server: Arc<Server>, t: &Target, q: &Query, output: Output) -> Ap
             } else {
                 kind
             };
-            Some(renderer.render(kind, &Registry::to_version(r, &ev.obj)))
+            Some(renderer.render_cached(kind, &ev.obj))
         };
         for ev in &sub.backlog {
             if let Some(line) = emit(ev, &mut renderer)

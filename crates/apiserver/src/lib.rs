@@ -20,6 +20,7 @@ pub mod cache;
 pub mod discovery;
 pub mod error;
 pub mod handlers;
+pub mod inproc;
 pub mod openapi;
 mod proto_schema;
 pub mod protobuf;

@@ -653,3 +653,41 @@ async fn events_are_shared_between_core_and_events_k8s_io() {
     assert_eq!(e.deprecated_count, Some(1));
     running.stop().await;
 }
+
+#[tokio::test]
+async fn in_process_client_uses_the_same_api_without_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path()).await;
+    let c = kube::Client::new(
+        skiff_apiserver::inproc::InProcess(running.server.clone()),
+        "default",
+    );
+    let cms: Api<ConfigMap> = Api::default_namespaced(c.clone());
+    let rv = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut w = cms
+        .watch(&WatchParams::default().timeout(5), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "inproc"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    match w.try_next().await.unwrap() {
+        Some(WatchEvent::Added(cm)) => assert_eq!(cm.metadata.name.as_deref(), Some("inproc")),
+        other => panic!("expected ADDED, got {other:?}"),
+    }
+    // Seen over HTTPS too: one server, one store.
+    let https = client(&running).await;
+    let via_tls: Api<ConfigMap> = Api::default_namespaced(https);
+    assert!(via_tls.get_opt("inproc").await.unwrap().is_some());
+    running.stop().await;
+}
