@@ -853,10 +853,10 @@ async fn watch(server: Arc<Server>, t: &Target, q: &Query, output: Output) -> Ap
     tokio::spawn(async move {
         let mut last = sub.rev.max(start_after);
         for o in &initial {
-            if filter.matches(storage, &o.value) {
-                if tx.send(renderer.render_cached("ADDED", o)).await.is_err() {
-                    return;
-                }
+            if filter.matches(storage, &o.value)
+                && tx.send(renderer.render_cached("ADDED", o)).await.is_err()
+            {
+                return;
             }
         }
         if send_initial && bookmarks {
