@@ -4,12 +4,14 @@
 //! - [`runtime`]: the container runtime boundary (runc under a shim; a fake for tests).
 //! - [`image`]: the image store, archive import and reference resolution.
 //! - [`node`]: the Node object, its conditions and its Lease.
+//! - [`probe`]: liveness, readiness and startup probes.
 //! - [`spec`]: argv, environment, user and cgroup limits from a container spec and its image.
 //! - [`volume`]: pod volumes on the node and the bind mounts containers get.
 //! - [`pod`]: the pod worker: a pure planner and status computation, and the loop that carries plans out.
 
 pub mod image;
 pub mod node;
+pub mod probe;
 pub mod runtime;
 pub mod spec;
 pub mod volume;
