@@ -7,10 +7,11 @@
 //! - [`probe`]: liveness, readiness and startup probes.
 //! - [`spec`]: argv, environment, user and cgroup limits from a container spec and its image.
 //! - [`volume`]: pod volumes on the node and the bind mounts containers get.
-//! - [`pod`]: the pod worker: a pure planner and status computation, and the loop that carries plans out.
+//! - [`pod`]: the pod worker's pure planner, status computation and restart back-off.
 
 pub mod image;
 pub mod node;
+pub mod pod;
 pub mod probe;
 pub mod runtime;
 pub mod spec;

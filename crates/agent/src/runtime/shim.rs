@@ -1,1 +1,484 @@
-//! The per-container shim.
+//! The per-container shim: a small subreaper that owns one runc container.
+//!
+//! runc started detached loses its container's exit status, so every container
+//! runs under a shim (`skiff shim …`, see [`shim_main`]). The shim
+//! 1. leaves the agent's session and becomes a child subreaper,
+//! 2. runs `runc create` with stdin `/dev/null` and stdout/stderr pipes,
+//! 3. writes [`STATE_FILE`] (`{"status":"created","pid":N}` or
+//!    `{"status":"error","message":…}`),
+//! 4. copies the container's output into the CRI log file while the agent
+//!    runs `runc start` (the agent records the start time in [`STARTED_FILE`]),
+//! 5. reaps the container's init, reads the memory cgroup's OOM counter, writes
+//!    [`EXIT_FILE`] atomically and finally runs `runc delete`.
+//!
+//! All files live in the container's bundle directory.
+
+use jiff::Timestamp;
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+/// The shim's state file in the bundle.
+pub const STATE_FILE: &str = "shim-state.json";
+/// The exit file in the bundle, written once the container's init has been reaped.
+pub const EXIT_FILE: &str = "exit.json";
+/// The start time (RFC 3339), written by the agent just before `runc start`.
+pub const STARTED_FILE: &str = "started";
+/// The largest log record; longer lines are split into partial (`P`) records.
+pub const MAX_LOG_LINE: usize = 16 * 1024;
+
+/// What the shim reports after `runc create`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum ShimState {
+    /// The container exists; `pid` is its init.
+    Created {
+        /// Host pid of the container's init.
+        pid: u32,
+    },
+    /// `runc create` failed.
+    Error {
+        /// What runc printed.
+        message: String,
+    },
+}
+
+/// The exit file's contents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// Exit code (128 + signal when killed by a signal).
+    pub exit_code: i32,
+    /// The signal that ended the init, if any.
+    pub signal: Option<i32>,
+    /// When the container was started, if it was.
+    pub started_at: Option<Timestamp>,
+    /// When the init was reaped.
+    pub finished_at: Timestamp,
+    /// Whether the OOM killer killed a process of the container.
+    pub oom_killed: bool,
+}
+
+/// The shim's command line: `--runc BIN --runc-root DIR --bundle DIR --id ID --log FILE --cgroup PATH`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ShimArgs {
+    /// The runc binary.
+    pub runc: String,
+    /// runc's `--root` state directory.
+    pub runc_root: PathBuf,
+    /// The bundle directory (holds config.json and the shim's files).
+    pub bundle: PathBuf,
+    /// The container id.
+    pub id: String,
+    /// The CRI log file.
+    pub log: PathBuf,
+    /// The container's cgroup path (relative to each hierarchy's mount point).
+    pub cgroup: String,
+}
+
+impl ShimArgs {
+    /// Parses the shim's arguments (without the program name or subcommand).
+    pub fn parse(args: &[String]) -> Result<Self, String> {
+        let mut out = ShimArgs::default();
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let value = it
+                .next()
+                .ok_or_else(|| format!("{flag} needs a value"))?
+                .clone();
+            match flag.as_str() {
+                "--runc" => out.runc = value,
+                "--runc-root" => out.runc_root = value.into(),
+                "--bundle" => out.bundle = value.into(),
+                "--id" => out.id = value,
+                "--log" => out.log = value.into(),
+                "--cgroup" => out.cgroup = value,
+                other => return Err(format!("unknown flag {other}")),
+            }
+        }
+        for (name, missing) in [
+            ("--runc", out.runc.is_empty()),
+            ("--bundle", out.bundle.as_os_str().is_empty()),
+            ("--id", out.id.is_empty()),
+            ("--log", out.log.as_os_str().is_empty()),
+        ] {
+            if missing {
+                return Err(format!("{name} is required"));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The arguments that [`ShimArgs::parse`] reads back.
+    pub fn to_args(&self) -> Vec<String> {
+        vec![
+            "--runc".into(),
+            self.runc.clone(),
+            "--runc-root".into(),
+            self.runc_root.display().to_string(),
+            "--bundle".into(),
+            self.bundle.display().to_string(),
+            "--id".into(),
+            self.id.clone(),
+            "--log".into(),
+            self.log.display().to_string(),
+            "--cgroup".into(),
+            self.cgroup.clone(),
+        ]
+    }
+}
+
+/// Formats a timestamp as the CRI log format does: RFC 3339 in UTC with nine fractional digits.
+pub fn log_timestamp(ts: Timestamp) -> String {
+    format!(
+        "{}.{:09}Z",
+        ts.strftime("%Y-%m-%dT%H:%M:%S"),
+        ts.subsec_nanosecond()
+    )
+}
+
+/// Splits buffered output into CRI log records. Complete lines become `F` records (without
+/// their newline); a run of [`MAX_LOG_LINE`] bytes without a newline becomes a `P` record.
+/// Returns the records and leaves the unfinished rest in `buf`. At end of stream (`eof`)
+/// the rest becomes a final `F` record.
+pub fn split_records(buf: &mut Vec<u8>, eof: bool) -> Vec<(bool, Vec<u8>)> {
+    let mut out = Vec::new();
+    loop {
+        if let Some(pos) = buf.iter().take(MAX_LOG_LINE + 1).position(|b| *b == b'\n')
+            && pos <= MAX_LOG_LINE
+        {
+            let line: Vec<u8> = buf.drain(..=pos).take(pos).collect();
+            out.push((false, line));
+        } else if buf.len() >= MAX_LOG_LINE {
+            let chunk: Vec<u8> = buf.drain(..MAX_LOG_LINE).collect();
+            out.push((true, chunk));
+        } else {
+            break;
+        }
+    }
+    if eof && !buf.is_empty() {
+        out.push((false, std::mem::take(buf)));
+    }
+    out
+}
+
+/// One CRI log record.
+pub fn format_record(ts: Timestamp, stream: &str, partial: bool, line: &[u8]) -> Vec<u8> {
+    let mut rec = format!(
+        "{} {stream} {} ",
+        log_timestamp(ts),
+        if partial { "P" } else { "F" }
+    )
+    .into_bytes();
+    rec.extend_from_slice(line);
+    rec.push(b'\n');
+    rec
+}
+
+/// Writes `data` to `path` atomically (temporary file, then rename).
+pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// The shim's entry point (`skiff shim …`); returns the process exit code.
+pub fn shim_main(args: &[String]) -> i32 {
+    let args = match ShimArgs::parse(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("skiff shim: {e}");
+            return 2;
+        }
+    };
+    // A new session: the shim outlives the agent and ignores its terminal's signals.
+    let _ = nix::unistd::setsid();
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        eprintln!("skiff shim: PR_SET_CHILD_SUBREAPER: {e}");
+        return 1;
+    }
+    match run(&args) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("skiff shim {}: {e}", args.id);
+            1
+        }
+    }
+}
+
+fn report(bundle: &Path, state: &ShimState) -> std::io::Result<()> {
+    let data = serde_json::to_vec(state).map_err(std::io::Error::other)?;
+    write_atomic(&bundle.join(STATE_FILE), &data)
+}
+
+fn runc(args: &ShimArgs) -> Command {
+    let mut cmd = Command::new(&args.runc);
+    cmd.arg("--root").arg(&args.runc_root);
+    cmd
+}
+
+fn run(args: &ShimArgs) -> std::io::Result<()> {
+    if let Some(dir) = args.log.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let log = Arc::new(Mutex::new(
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&args.log)?,
+    ));
+    let pid_file = args.bundle.join("init.pid");
+    let mut child = runc(args)
+        .arg("create")
+        .arg("--bundle")
+        .arg(&args.bundle)
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg(&args.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let status = child.wait()?;
+    let pid = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    let pid = match (status.success(), pid) {
+        (true, Some(pid)) => pid,
+        _ => {
+            // runc has exited and no container holds the pipes: read what it printed.
+            let mut message = Vec::new();
+            let _ = stderr.read_to_end(&mut message);
+            let mut rest = Vec::new();
+            let mut stdout = stdout;
+            let _ = stdout.read_to_end(&mut rest);
+            message.extend(rest);
+            let message = String::from_utf8_lossy(&message).trim().to_string();
+            let message = if message.is_empty() {
+                format!("runc create: {status}")
+            } else {
+                message
+            };
+            report(&args.bundle, &ShimState::Error { message })?;
+            return Ok(());
+        }
+    };
+    let copiers = [
+        spawn_copier(stdout, "stdout", log.clone()),
+        spawn_copier(stderr, "stderr", log.clone()),
+    ];
+    report(&args.bundle, &ShimState::Created { pid })?;
+
+    let (exit_code, signal) = reap(pid);
+    for c in copiers {
+        let _ = c.join();
+    }
+    let finished_at = Timestamp::now();
+    let started_at = std::fs::read_to_string(args.bundle.join(STARTED_FILE))
+        .ok()
+        .and_then(|s| s.trim().parse::<Timestamp>().ok());
+    let oom_killed = oom_killed(&args.cgroup, signal);
+    let record = ExitRecord {
+        exit_code,
+        signal,
+        started_at,
+        finished_at,
+        oom_killed,
+    };
+    let data = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
+    write_atomic(&args.bundle.join(EXIT_FILE), &data)?;
+    let _ = runc(args)
+        .arg("delete")
+        .arg("--force")
+        .arg(&args.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    Ok(())
+}
+
+/// Reaps children (the init is re-parented to this subreaper) until `pid` is gone.
+fn reap(pid: u32) -> (i32, Option<i32>) {
+    let target = Pid::from_raw(pid as i32);
+    loop {
+        match waitpid(Pid::from_raw(-1), None) {
+            Ok(WaitStatus::Exited(p, code)) if p == target => return (code, None),
+            Ok(WaitStatus::Signaled(p, sig, _)) if p == target => {
+                let n = sig as i32;
+                return (128 + n, Some(n));
+            }
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            // No children: the init was never ours (or already gone).
+            Err(_) => return (255, None),
+        }
+    }
+}
+
+/// Whether the kernel OOM killer ended a process of the container's memory cgroup.
+fn oom_killed(cgroup: &str, signal: Option<i32>) -> bool {
+    if cgroup.is_empty() {
+        return false;
+    }
+    let rel = cgroup.trim_start_matches('/');
+    let v1 = Path::new("/sys/fs/cgroup/memory").join(rel);
+    let (control, key) = if v1.is_dir() {
+        (v1.join("memory.oom_control"), "oom_kill")
+    } else {
+        (
+            Path::new("/sys/fs/cgroup").join(rel).join("memory.events"),
+            "oom_kill",
+        )
+    };
+    if let Ok(text) = std::fs::read_to_string(&control)
+        && let Some(n) = counter(&text, key)
+    {
+        return n > 0;
+    }
+    // Old kernels have no oom_kill counter: a SIGKILL after hitting the limit.
+    let failcnt = std::fs::read_to_string(v1.join("memory.failcnt"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    failcnt > 0 && signal == Some(9)
+}
+
+/// Reads `key N` from a cgroup flat-keyed file.
+fn counter(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let (k, v) = line.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+fn spawn_copier(
+    mut from: impl Read + Send + 'static,
+    stream: &'static str,
+    log: Arc<Mutex<File>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 32 * 1024];
+        loop {
+            let (n, eof) = match from.read(&mut chunk) {
+                Ok(0) | Err(_) => (0, true),
+                Ok(n) => (n, false),
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            let records = split_records(&mut buf, eof);
+            if !records.is_empty() {
+                let now = Timestamp::now();
+                let mut out = Vec::new();
+                for (partial, line) in records {
+                    out.extend(format_record(now, stream, partial, &line));
+                }
+                if let Ok(mut f) = log.lock() {
+                    let _ = f.write_all(&out);
+                }
+            }
+            if eof {
+                return;
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_records() {
+        let big = vec![b'x'; MAX_LOG_LINE + 10];
+        // (input, eof, records, rest left in the buffer)
+        type Case = (Vec<u8>, bool, Vec<(bool, Vec<u8>)>, Vec<u8>);
+        let cases: Vec<Case> = vec![
+            (
+                b"a\nb".to_vec(),
+                false,
+                vec![(false, b"a".to_vec())],
+                b"b".to_vec(),
+            ),
+            (
+                b"a\nb".to_vec(),
+                true,
+                vec![(false, b"a".to_vec()), (false, b"b".to_vec())],
+                vec![],
+            ),
+            (b"\n".to_vec(), false, vec![(false, vec![])], vec![]),
+            (
+                big.clone(),
+                false,
+                vec![(true, vec![b'x'; MAX_LOG_LINE])],
+                vec![b'x'; 10],
+            ),
+            (
+                [vec![b'y'; MAX_LOG_LINE], b"\n".to_vec()].concat(),
+                false,
+                vec![(false, vec![b'y'; MAX_LOG_LINE])],
+                vec![],
+            ),
+        ];
+        for (input, eof, want, rest) in cases {
+            let mut buf = input.clone();
+            assert_eq!(
+                split_records(&mut buf, eof),
+                want,
+                "input len {}",
+                input.len()
+            );
+            assert_eq!(buf, rest);
+        }
+    }
+
+    #[test]
+    fn formats_records() {
+        let ts: Timestamp = "2026-11-28T05:00:00.1234Z".parse().unwrap();
+        assert_eq!(
+            format_record(ts, "stdout", false, b"hello"),
+            b"2026-11-28T05:00:00.123400000Z stdout F hello\n"
+        );
+        assert_eq!(
+            format_record(ts, "stderr", true, b"x"),
+            b"2026-11-28T05:00:00.123400000Z stderr P x\n"
+        );
+    }
+
+    #[test]
+    fn parses_args_round_trip() {
+        let a = ShimArgs {
+            runc: "/usr/bin/runc".into(),
+            runc_root: "/r".into(),
+            bundle: "/b".into(),
+            id: "c1".into(),
+            log: "/l/0.log".into(),
+            cgroup: "/skiff/pod1/c1".into(),
+        };
+        assert_eq!(ShimArgs::parse(&a.to_args()).unwrap(), a);
+        assert!(ShimArgs::parse(&["--id".into()]).is_err());
+        assert!(ShimArgs::parse(&["--bogus".into(), "x".into()]).is_err());
+        assert_eq!(
+            ShimArgs::parse(&["--id".into(), "x".into()]).unwrap_err(),
+            "--runc is required"
+        );
+    }
+
+    #[test]
+    fn reads_cgroup_counters() {
+        let text = "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n";
+        assert_eq!(counter(text, "oom_kill"), Some(2));
+        assert_eq!(counter(text, "under_oom"), Some(0));
+        assert_eq!(counter(text, "missing"), None);
+    }
+}
