@@ -1,6 +1,8 @@
 //! The skiff node agent: what the kubelet does, for one node.
 //!
 //! # Layout
+//! - [`kubelet`]: the main loop: node, Lease, pod informer, relist and one worker per pod.
+//! - [`events`]: events about pods, folded with counts as the kubelet records them.
 //! - [`runtime`]: the container runtime boundary (runc under a shim; a fake for tests).
 //! - [`image`]: the image store, archive import and reference resolution.
 //! - [`node`]: the Node object, its conditions and its Lease.
@@ -9,7 +11,9 @@
 //! - [`volume`]: pod volumes on the node and the bind mounts containers get.
 //! - [`pod`]: the pod worker's pure planner, status computation and restart back-off.
 
+pub mod events;
 pub mod image;
+pub mod kubelet;
 pub mod node;
 pub mod pod;
 pub mod probe;

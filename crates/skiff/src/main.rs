@@ -15,8 +15,36 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the control plane (API server on an embedded store).
+    /// Run the control plane (API server on an embedded store) and, unless disabled, a node agent.
     Server(ServerArgs),
+    /// Manage the images of a node.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// The per-container shim the agent starts (internal).
+    #[command(hide = true)]
+    Shim {
+        /// Arguments for the shim.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Import an OCI or `docker save` archive into a node's image store.
+    Import {
+        /// The archive (tar, optionally gzip-compressed).
+        file: PathBuf,
+        /// The node's data dir.
+        #[arg(long, short = 'd', default_value_os_t = default_data_dir())]
+        data_dir: PathBuf,
+    },
+    /// List the images of a node.
+    Ls {
+        /// The node's data dir.
+        #[arg(long, short = 'd', default_value_os_t = default_data_dir())]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -57,6 +85,131 @@ struct ServerArgs {
     /// Cluster domain.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// The longest crash-loop back-off between container restarts.
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    crashloop_backoff_max: std::time::Duration,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
+}
+
+fn images_dir(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("agent").join("images")
+}
+
+fn image_command(cmd: ImageCommand) -> Result<()> {
+    match cmd {
+        ImageCommand::Import { file, data_dir } => {
+            let store = skiff_agent::image::ImageStore::open(&images_dir(&data_dir))?;
+            for r in store
+                .import(&file)
+                .with_context(|| format!("importing {}", file.display()))?
+            {
+                println!("imported {r}");
+            }
+        }
+        ImageCommand::Ls { data_dir } => {
+            let store = skiff_agent::image::ImageStore::open(&images_dir(&data_dir))?;
+            println!("{:<60} {:<20} {:>10}", "IMAGE", "IMAGE ID", "SIZE");
+            for img in store.list()? {
+                let id = img
+                    .id
+                    .trim_start_matches("sha256:")
+                    .chars()
+                    .take(12)
+                    .collect::<String>();
+                let names = if img.references.is_empty() {
+                    vec!["<none>".to_string()]
+                } else {
+                    img.references.clone()
+                };
+                for n in names {
+                    println!("{n:<60} {id:<20} {:>10}", human_size(img.size));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn human_size(b: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b}B")
+    } else {
+        format!("{v:.1}{}", UNITS[u])
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_lowercase())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Starts the embedded node agent against the in-process apiserver.
+fn start_agent(
+    running: &skiff_apiserver::Running,
+    data_dir: &std::path::Path,
+    node_name: String,
+    address: String,
+    backoff_max: std::time::Duration,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    use skiff_agent::runtime::{Runtime, Unavailable, runc::RuncRuntime};
+    use std::sync::Arc;
+    let agent_dir = data_dir.join("agent");
+    std::fs::create_dir_all(&agent_dir)
+        .with_context(|| format!("creating {}", agent_dir.display()))?;
+    let exe = std::env::current_exe().context("locating the skiff binary for the shim")?;
+    let status = RuncRuntime::check();
+    let runtime: Arc<dyn Runtime> = match &status {
+        Ok(_) => match RuncRuntime::new(
+            agent_dir.join("containers"),
+            vec![exe.to_string_lossy().into_owned(), "shim".into()],
+        ) {
+            Ok(r) => Arc::new(r),
+            Err(e) => Arc::new(Unavailable(e.to_string())),
+        },
+        Err(why) => {
+            eprintln!("skiff agent: cannot run containers: {why}; node {node_name} stays NotReady");
+            Arc::new(Unavailable(why.clone()))
+        }
+    };
+    let images = skiff_agent::image::ImageStore::open(&agent_dir.join("images"))?;
+    let client = kube::Client::new(
+        skiff_apiserver::inproc::InProcess(running.server.clone()),
+        "default",
+    );
+    let config = skiff_agent::kubelet::AgentConfig {
+        node_name,
+        data_dir: agent_dir,
+        address,
+        roles: vec!["control-plane".into(), "master".into()],
+        crashloop_backoff_max: backoff_max,
+        self_assign: true,
+        runtime_status: status.map(|v| {
+            format!(
+                "runc://{}",
+                v.trim_start_matches("runc version ")
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+            )
+        }),
+    };
+    Ok(tokio::spawn(async move {
+        if let Err(e) = skiff_agent::kubelet::run(client, runtime, images, config, shutdown).await {
+            eprintln!("skiff agent: {e}");
+        }
+    }))
 }
 
 fn default_data_dir() -> PathBuf {
@@ -107,7 +260,6 @@ async fn server(args: ServerArgs) -> Result<()> {
     config.service_cidr = parse_cidr(&args.service_cidr, "service-cidr")?;
     config.cluster_dns = args.cluster_dns;
     config.cluster_domain = args.cluster_domain;
-    let _ = args.node_name;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let running = skiff_apiserver::start(config)
@@ -120,13 +272,29 @@ async fn server(args: ServerArgs) -> Result<()> {
         running.kubeconfig.display(),
         args.data_dir.join("token").display(),
     );
-    if !args.disable_agent {
-        eprintln!(
-            "  note: this build has no node agent yet; pods stay Pending (as with --disable-agent)"
-        );
-    }
+    let (stop_agent, agent_shutdown) = tokio::sync::watch::channel(false);
+    let agent = if args.disable_agent {
+        None
+    } else {
+        let node_name = args.node_name.clone().unwrap_or_else(hostname);
+        let address = skiff_apiserver::bootstrap::advertise_address(args.bind_address)
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| args.bind_address.to_string());
+        Some(start_agent(
+            &running,
+            &args.data_dir,
+            node_name,
+            address,
+            args.crashloop_backoff_max,
+            agent_shutdown,
+        )?)
+    };
     shutdown_signal().await;
-    eprintln!("skiff server: shutting down");
+    eprintln!("skiff server: shutting down (containers keep running)");
+    let _ = stop_agent.send(true);
+    if let Some(a) = agent {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), a).await;
+    }
     running.stop().await;
     Ok(())
 }
@@ -155,5 +323,7 @@ fn main() -> Result<()> {
         .context("starting the runtime")?;
     match cli.command {
         Command::Server(args) => rt.block_on(server(args)),
+        Command::Image(cmd) => image_command(cmd),
+        Command::Shim { args } => std::process::exit(skiff_agent::runtime::shim::shim_main(&args)),
     }
 }

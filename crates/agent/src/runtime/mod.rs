@@ -252,3 +252,55 @@ pub trait Runtime: Send + Sync + 'static {
     /// Runs a command in a running container, killing it after `timeout`.
     async fn exec_sync(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecOutput>;
 }
+
+/// The runtime of a node that cannot run containers (no root, no runc):
+/// every operation fails with the reason, and the node reports NotReady.
+pub struct Unavailable(pub String);
+
+#[async_trait::async_trait]
+impl Runtime for Unavailable {
+    async fn create_sandbox(&self, _config: &SandboxConfig) -> Result<Sandbox> {
+        Err(self.error())
+    }
+    async fn remove_sandbox(&self, _id: &str) -> Result<()> {
+        Err(self.error())
+    }
+    async fn list_sandboxes(&self) -> Result<Vec<Sandbox>> {
+        Ok(Vec::new())
+    }
+    async fn create_container(&self, _config: &ContainerConfig) -> Result<()> {
+        Err(self.error())
+    }
+    async fn start_container(&self, _id: &str) -> Result<()> {
+        Err(self.error())
+    }
+    async fn stop_container(&self, _id: &str, _grace: Duration) -> Result<()> {
+        Err(self.error())
+    }
+    async fn remove_container(&self, _id: &str) -> Result<()> {
+        Err(self.error())
+    }
+    async fn container(&self, id: &str) -> Result<ContainerInfo> {
+        Err(RuntimeError::NotFound(id.to_string()))
+    }
+    async fn list_containers(&self) -> Result<Vec<ContainerInfo>> {
+        Ok(Vec::new())
+    }
+    async fn exec_sync(
+        &self,
+        _id: &str,
+        _cmd: &[String],
+        _timeout: Duration,
+    ) -> Result<ExecOutput> {
+        Err(self.error())
+    }
+}
+
+impl Unavailable {
+    fn error(&self) -> RuntimeError {
+        RuntimeError::Command {
+            command: "runtime".into(),
+            message: self.0.clone(),
+        }
+    }
+}
