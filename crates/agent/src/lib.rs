@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`kubelet`]: the main loop: node, Lease, pod informer, relist and one worker per pod.
 //! - [`events`]: events about pods, folded with counts as the kubelet records them.
+//! - [`logs`]: CRI log files read back for `kubectl logs`.
 //! - [`runtime`]: the container runtime boundary (runc under a shim; a fake for tests).
 //! - [`image`]: the image store, archive import and reference resolution.
 //! - [`node`]: the Node object, its conditions and its Lease.
@@ -14,6 +15,7 @@
 pub mod events;
 pub mod image;
 pub mod kubelet;
+pub mod logs;
 pub mod node;
 pub mod pod;
 pub mod probe;

@@ -168,6 +168,17 @@ async fn route(server: Arc<Server>, req: Request<Body>) -> ApiResult<Response> {
         ["apis", g, v, rest @ ..] => (g, v, rest),
         _ => return Err(ApiError::no_route(&path)),
     };
+    if group.is_empty()
+        && let [
+            "namespaces",
+            ns,
+            "pods",
+            name,
+            sub @ ("log" | "exec" | "attach"),
+        ] = rest
+    {
+        return pod_stream(server, ns, name, sub, &query, req).await;
+    }
     let target = parse_target(group, version, rest).ok_or_else(|| ApiError::no_route(&path))?;
     let content_type = req
         .headers()
@@ -355,6 +366,72 @@ async fn route(server: Arc<Server>, req: Request<Body>) -> ApiResult<Response> {
             ))
         }
         _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+/// `pods/log`, `pods/exec` and `pods/attach`: answered by the pod's node.
+async fn pod_stream(
+    server: Arc<Server>,
+    ns: &str,
+    name: &str,
+    sub: &str,
+    query: &Query,
+    req: Request<Body>,
+) -> ApiResult<Response> {
+    let pods = catalog::lookup("", "v1", "pods").expect("pods");
+    let obj = server.registry().get(pods, Some(ns), name).await?;
+    let target = crate::node::target(&obj.value)?;
+    let container = crate::node::pick_container(&obj.value, query.get("container"))?;
+    let proxy = server
+        .node_proxy()
+        .ok_or_else(|| ApiError::unavailable(format!("no agent serves node {:?}", target.node)))?;
+    match sub {
+        "log" => {
+            let int = |k: &str| -> ApiResult<Option<i64>> {
+                match query.get(k) {
+                    None | Some("") => Ok(None),
+                    Some(v) => v
+                        .parse()
+                        .map(Some)
+                        .map_err(|_| ApiError::bad_request(format!("invalid {k}: {v:?}"))),
+                }
+            };
+            let lr = crate::node::LogRequest {
+                follow: query.flag("follow"),
+                previous: query.flag("previous"),
+                tail_lines: int("tailLines")?,
+                since_seconds: int("sinceSeconds")?,
+                since_time: query.get("sinceTime").map(str::to_string),
+                timestamps: query.flag("timestamps"),
+                limit_bytes: int("limitBytes")?,
+            };
+            let stream = proxy.logs(&target, &container, &lr).await?;
+            let body = Body::from_stream(stream.map(Ok::<_, std::convert::Infallible>));
+            let mut resp = Response::new(body);
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            Ok(resp)
+        }
+        _ => {
+            let all = |k: &str| -> Vec<String> {
+                url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                    .filter(|(key, _)| key == k)
+                    .map(|(_, v)| v.into_owned())
+                    .collect()
+            };
+            let command = all("command");
+            if sub == "exec" && command.is_empty() {
+                return Err(ApiError::bad_request("you must specify at least 1 command"));
+            }
+            let stdin = query.flag("stdin");
+            let tty = query.flag("tty");
+            let fut = {
+                let target = target.clone();
+                let container = container.clone();
+                Box::pin(async move { proxy.exec(&target, &container, command, stdin, tty).await })
+            };
+            crate::node::exec_upgrade(req, fut)
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 //! - [`cache`]: the watch cache.
 //! - [`discovery`], [`openapi`]: what clients read to learn the API.
 //! - [`table`]: Table and PartialObjectMetadata negotiation.
+//! - [`node`]: reaching a pod's node for logs and exec (the [`node::NodeProxy`] boundary).
 //! - [`protobuf`]: decoding of the protobuf request bodies kubectl's typed clients send.
 //! - [`bootstrap`]: built-in objects and the namespace controller.
 //! - [`tls`]: the CA and serving certificate.
@@ -21,6 +22,7 @@ pub mod discovery;
 pub mod error;
 pub mod handlers;
 pub mod inproc;
+pub mod node;
 pub mod openapi;
 mod proto_schema;
 pub mod protobuf;
@@ -135,6 +137,7 @@ pub struct Server {
     openapi: OnceLock<openapi::OpenApi>,
     ready: AtomicBool,
     tokens: HashSet<String>,
+    node_proxy: std::sync::RwLock<Option<Arc<dyn node::NodeProxy>>>,
     /// `host:port` clients reach the server at.
     pub address: String,
 }
@@ -148,6 +151,16 @@ impl Server {
     /// The OpenAPI documents, built on first use.
     pub fn openapi(&self) -> &openapi::OpenApi {
         self.openapi.get_or_init(openapi::OpenApi::build)
+    }
+
+    /// Plugs in the way to reach nodes (the embedded agent, remote agents).
+    pub fn set_node_proxy(&self, proxy: Arc<dyn node::NodeProxy>) {
+        *self.node_proxy.write().expect("node proxy lock") = Some(proxy);
+    }
+
+    /// The way to reach nodes, if any.
+    pub fn node_proxy(&self) -> Option<Arc<dyn node::NodeProxy>> {
+        self.node_proxy.read().expect("node proxy lock").clone()
     }
 
     /// Whether bootstrap finished.
@@ -320,6 +333,7 @@ pub async fn start_with_store(
         openapi: OnceLock::new(),
         ready: AtomicBool::new(false),
         tokens,
+        node_proxy: std::sync::RwLock::new(None),
         address: address.clone(),
     });
 
@@ -435,7 +449,7 @@ async fn accept_loop(
             });
             let builder =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            let conn = builder.serve_connection(io, svc);
+            let conn = builder.serve_connection_with_upgrades(io, svc);
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}

@@ -1,5 +1,7 @@
 //! `skiff`: Kubernetes in one small binary. Glue only: flags in, components started in order.
 
+mod local_node;
+
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use std::net::{IpAddr, Ipv4Addr};
@@ -170,19 +172,40 @@ fn start_agent(
         .with_context(|| format!("creating {}", agent_dir.display()))?;
     let exe = std::env::current_exe().context("locating the skiff binary for the shim")?;
     let status = RuncRuntime::check();
-    let runtime: Arc<dyn Runtime> = match &status {
+    let runc: Option<Arc<RuncRuntime>> = match &status {
         Ok(_) => match RuncRuntime::new(
             agent_dir.join("containers"),
             vec![exe.to_string_lossy().into_owned(), "shim".into()],
         ) {
-            Ok(r) => Arc::new(r),
-            Err(e) => Arc::new(Unavailable(e.to_string())),
+            Ok(r) => Some(Arc::new(r)),
+            Err(e) => {
+                eprintln!(
+                    "skiff agent: cannot run containers: {e}; node {node_name} stays NotReady"
+                );
+                None
+            }
         },
         Err(why) => {
             eprintln!("skiff agent: cannot run containers: {why}; node {node_name} stays NotReady");
-            Arc::new(Unavailable(why.clone()))
+            None
         }
     };
+    let runtime: Arc<dyn Runtime> = match &runc {
+        Some(r) => r.clone(),
+        None => Arc::new(Unavailable(
+            status
+                .clone()
+                .err()
+                .unwrap_or_else(|| "the runc runtime failed to start".into()),
+        )),
+    };
+    running
+        .server
+        .set_node_proxy(Arc::new(local_node::LocalNode {
+            agent_dir: agent_dir.clone(),
+            node_name: node_name.clone(),
+            runc: runc.clone(),
+        }));
     let images = skiff_agent::image::ImageStore::open(&agent_dir.join("images"))?;
     let client = kube::Client::new(
         skiff_apiserver::inproc::InProcess(running.server.clone()),

@@ -1,0 +1,202 @@
+//! The embedded node as the apiserver reaches it: logs from the agent's CRI
+//! files, exec through runc.
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use serde_json::Value;
+use skiff_agent::kubelet::Kubelet;
+use skiff_agent::logs::{self, LogOptions};
+use skiff_agent::runtime::runc::RuncRuntime;
+use skiff_agent::runtime::{ContainerState, Runtime, labels};
+use skiff_apiserver::error::ApiError;
+use skiff_apiserver::node::{ExecProcess, LogRequest, NodeProxy, PodTarget};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The node this binary runs.
+pub struct LocalNode {
+    /// The agent's data dir.
+    pub agent_dir: PathBuf,
+    /// Its node name.
+    pub node_name: String,
+    /// The runtime, when this node can run containers.
+    pub runc: Option<Arc<RuncRuntime>>,
+}
+
+fn waiting_reason(pod: &Value, container: &str) -> Option<String> {
+    ["containerStatuses", "initContainerStatuses"]
+        .iter()
+        .find_map(|k| {
+            pod["status"][k]
+                .as_array()?
+                .iter()
+                .find(|s| s["name"] == container)?["state"]["waiting"]["reason"]
+                .as_str()
+                .map(str::to_string)
+        })
+}
+
+impl LocalNode {
+    fn check_node(&self, t: &PodTarget) -> Result<(), ApiError> {
+        if t.node != self.node_name {
+            return Err(ApiError::unavailable(format!(
+                "node {:?} is not reachable from this server yet",
+                t.node
+            )));
+        }
+        Ok(())
+    }
+
+    async fn newest_container(
+        &self,
+        t: &PodTarget,
+        container: &str,
+        attempt: Option<u32>,
+    ) -> Option<(String, ContainerState)> {
+        let runc = self.runc.as_ref()?;
+        let all = runc.list_containers().await.ok()?;
+        all.into_iter()
+            .filter(|c| {
+                c.labels.get(labels::POD_UID) == Some(&t.uid)
+                    && c.labels.get(labels::CONTAINER_NAME).map(String::as_str) == Some(container)
+            })
+            .filter(|c| {
+                attempt.is_none_or(|a| {
+                    c.labels
+                        .get(labels::ATTEMPT)
+                        .and_then(|x| x.parse::<u32>().ok())
+                        == Some(a)
+                })
+            })
+            .max_by_key(|c| {
+                c.labels
+                    .get(labels::ATTEMPT)
+                    .and_then(|a| a.parse::<u32>().ok())
+                    .unwrap_or(0)
+            })
+            .map(|c| (c.id, c.state))
+    }
+}
+
+#[async_trait::async_trait]
+impl NodeProxy for LocalNode {
+    async fn logs(
+        &self,
+        t: &PodTarget,
+        container: &str,
+        req: &LogRequest,
+    ) -> Result<BoxStream<'static, Bytes>, ApiError> {
+        self.check_node(t)?;
+        let dir = Kubelet::log_path(&self.agent_dir, &t.namespace, &t.name, &t.uid, container, 0)
+            .parent()
+            .expect("log dir")
+            .to_path_buf();
+        let attempts = logs::attempts(&dir);
+        let chosen = if req.previous {
+            if attempts.len() < 2 {
+                return Err(ApiError::bad_request(format!(
+                    "previous terminated container {container:?} in pod {:?} not found",
+                    t.name
+                )));
+            }
+            attempts[attempts.len() - 2].clone()
+        } else {
+            match attempts.last() {
+                Some(a) => a.clone(),
+                None => {
+                    let why = waiting_reason(&t.pod, container)
+                        .unwrap_or_else(|| "ContainerCreating".into());
+                    return Err(ApiError::bad_request(format!(
+                        "container {container:?} in pod {:?} is waiting to start: {why}",
+                        t.name
+                    )));
+                }
+            }
+        };
+        let since = match (&req.since_time, req.since_seconds) {
+            (Some(t), _) => Some(
+                t.parse()
+                    .map_err(|_| ApiError::bad_request(format!("invalid sinceTime {t:?}")))?,
+            ),
+            (None, Some(s)) => Some(jiff::Timestamp::now() - jiff::SignedDuration::from_secs(s)),
+            _ => None,
+        };
+        let opts = LogOptions {
+            follow: req.follow && !req.previous,
+            previous: req.previous,
+            tail_lines: req.tail_lines,
+            since,
+            timestamps: req.timestamps,
+            limit_bytes: req.limit_bytes,
+        };
+        // Following ends when that attempt's container has exited.
+        let done = Arc::new(AtomicBool::new(!opts.follow));
+        if opts.follow {
+            let me = LocalNode {
+                agent_dir: self.agent_dir.clone(),
+                node_name: self.node_name.clone(),
+                runc: self.runc.clone(),
+            };
+            let (t, container, attempt, done) =
+                (t.clone(), container.to_string(), chosen.0, done.clone());
+            tokio::spawn(async move {
+                loop {
+                    match me.newest_container(&t, &container, Some(attempt)).await {
+                        Some((_, ContainerState::Running { .. }))
+                        | Some((_, ContainerState::Created)) => {}
+                        _ => {
+                            done.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+            });
+        }
+        Ok(logs::stream(chosen.1, opts, move || {
+            done.load(Ordering::SeqCst)
+        }))
+    }
+
+    async fn exec(
+        &self,
+        t: &PodTarget,
+        container: &str,
+        command: Vec<String>,
+        stdin: bool,
+        tty: bool,
+    ) -> Result<ExecProcess, ApiError> {
+        self.check_node(t)?;
+        let Some(runc) = self.runc.clone() else {
+            return Err(ApiError::bad_request("this node cannot run containers"));
+        };
+        let id = match self.newest_container(t, container, None).await {
+            Some((id, ContainerState::Running { .. })) => id,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "unable to upgrade connection: container not found ({container:?})"
+                )));
+            }
+        };
+        let p = runc
+            .exec_interactive(&id, &command, stdin, tty)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let mut child = p.child;
+        let wait = Box::pin(async move {
+            match child.wait().await {
+                Ok(s) => s.code().unwrap_or(
+                    128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0),
+                ),
+                Err(_) => 1,
+            }
+        });
+        Ok(ExecProcess {
+            stdin: p.stdin,
+            stdout: p.stdout,
+            stderr: p.stderr,
+            wait,
+            resize: None,
+        })
+    }
+}
