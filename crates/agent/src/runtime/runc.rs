@@ -1017,6 +1017,87 @@ fn remove_sandbox_dir(dir: &Path) -> Result<()> {
     std::fs::remove_dir_all(dir).map_err(io_err(format!("removing {}", dir.display())))
 }
 
+/// A command started in a container for `kubectl exec`, with its streams.
+pub struct InteractiveExec {
+    /// The runc process; its exit status is the command's.
+    pub child: tokio::process::Child,
+    /// stdin (or the terminal), when asked for.
+    pub stdin: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>>,
+    /// stdout (or the terminal).
+    pub stdout: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    /// stderr (none with a terminal).
+    pub stderr: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+}
+
+impl RuncRuntime {
+    /// Starts `cmd` in a running container with streamed stdio; with `tty`
+    /// the process gets a pseudo-terminal (80x24) on all three streams.
+    pub fn exec_interactive(
+        &self,
+        id: &str,
+        cmd: &[String],
+        stdin: bool,
+        tty: bool,
+    ) -> Result<InteractiveExec> {
+        check_id(id)?;
+        self.read_meta(id)?;
+        if cmd.is_empty() {
+            return Err(RuntimeError::Command {
+                command: "runc exec".into(),
+                message: "empty command".into(),
+            });
+        }
+        let err = |e: std::io::Error| RuntimeError::Command {
+            command: "runc exec".into(),
+            message: e.to_string(),
+        };
+        let mut c = self.runc_cmd();
+        c.arg("exec").arg(id).args(cmd);
+        if tty {
+            let size = nix::pty::Winsize {
+                ws_row: 24,
+                ws_col: 80,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            let pty = nix::pty::openpty(Some(&size), None).map_err(|e| err(e.into()))?;
+            let slave = std::fs::File::from(pty.slave);
+            c.stdin(slave.try_clone().map_err(err)?)
+                .stdout(slave.try_clone().map_err(err)?)
+                .stderr(slave);
+            let child = c.spawn().map_err(err)?;
+            let master = std::fs::File::from(pty.master);
+            let writer = tokio::fs::File::from_std(master.try_clone().map_err(err)?);
+            let reader = tokio::fs::File::from_std(master);
+            return Ok(InteractiveExec {
+                child,
+                stdin: Some(Box::new(writer)),
+                stdout: Box::new(reader),
+                stderr: None,
+            });
+        }
+        c.stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().map_err(err)?;
+        let stdin_w = child
+            .stdin
+            .take()
+            .map(|w| Box::new(w) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>);
+        let stdout = Box::new(child.stdout.take().expect("piped stdout"));
+        let stderr = child
+            .stderr
+            .take()
+            .map(|e| Box::new(e) as Box<dyn tokio::io::AsyncRead + Send + Unpin>);
+        Ok(InteractiveExec {
+            child,
+            stdin: stdin_w,
+            stdout,
+            stderr,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1222,86 +1303,5 @@ mod tests {
             assert_eq!(sys_ro, !privileged);
             assert_eq!(spec["annotations"]["k"], "v");
         }
-    }
-}
-
-/// A command started in a container for `kubectl exec`, with its streams.
-pub struct InteractiveExec {
-    /// The runc process; its exit status is the command's.
-    pub child: tokio::process::Child,
-    /// stdin (or the terminal), when asked for.
-    pub stdin: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>>,
-    /// stdout (or the terminal).
-    pub stdout: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
-    /// stderr (none with a terminal).
-    pub stderr: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
-}
-
-impl RuncRuntime {
-    /// Starts `cmd` in a running container with streamed stdio; with `tty`
-    /// the process gets a pseudo-terminal (80x24) on all three streams.
-    pub fn exec_interactive(
-        &self,
-        id: &str,
-        cmd: &[String],
-        stdin: bool,
-        tty: bool,
-    ) -> Result<InteractiveExec> {
-        check_id(id)?;
-        self.read_meta(id)?;
-        if cmd.is_empty() {
-            return Err(RuntimeError::Command {
-                command: "runc exec".into(),
-                message: "empty command".into(),
-            });
-        }
-        let err = |e: std::io::Error| RuntimeError::Command {
-            command: "runc exec".into(),
-            message: e.to_string(),
-        };
-        let mut c = self.runc_cmd();
-        c.arg("exec").arg(id).args(cmd);
-        if tty {
-            let size = nix::pty::Winsize {
-                ws_row: 24,
-                ws_col: 80,
-                ws_xpixel: 0,
-                ws_ypixel: 0,
-            };
-            let pty = nix::pty::openpty(Some(&size), None).map_err(|e| err(e.into()))?;
-            let slave = std::fs::File::from(pty.slave);
-            c.stdin(slave.try_clone().map_err(err)?)
-                .stdout(slave.try_clone().map_err(err)?)
-                .stderr(slave);
-            let child = c.spawn().map_err(err)?;
-            let master = std::fs::File::from(pty.master);
-            let writer = tokio::fs::File::from_std(master.try_clone().map_err(err)?);
-            let reader = tokio::fs::File::from_std(master);
-            return Ok(InteractiveExec {
-                child,
-                stdin: Some(Box::new(writer)),
-                stdout: Box::new(reader),
-                stderr: None,
-            });
-        }
-        c.stdin(if stdin { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().map_err(err)?;
-        let stdin_w = child
-            .stdin
-            .take()
-            .map(|w| Box::new(w) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>);
-        let stdout = Box::new(child.stdout.take().expect("piped stdout"));
-        let stderr = child
-            .stderr
-            .take()
-            .map(|e| Box::new(e) as Box<dyn tokio::io::AsyncRead + Send + Unpin>);
-        Ok(InteractiveExec {
-            child,
-            stdin: stdin_w,
-            stdout,
-            stderr,
-        })
     }
 }
