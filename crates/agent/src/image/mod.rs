@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 
+pub mod pull;
 pub mod reference;
 pub mod store;
 
