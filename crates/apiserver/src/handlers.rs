@@ -120,6 +120,14 @@ async fn route(server: Arc<Server>, req: Request<Body>) -> ApiResult<Response> {
 
     match segs.as_slice() {
         ["version"] => return Ok(value_response(StatusCode::OK, &discovery::version())),
+        ["cacerts"] => {
+            let mut r = (StatusCode::OK, server.ca_pem().to_string()).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            return Ok(r);
+        }
         ["healthz"] | ["livez"] => return Ok(plain("ok")),
         ["readyz"] => {
             return Ok(if server.is_ready() {

@@ -137,6 +137,7 @@ pub struct Server {
     openapi: OnceLock<openapi::OpenApi>,
     ready: AtomicBool,
     tokens: HashSet<String>,
+    ca_pem: String,
     node_proxy: std::sync::RwLock<Option<Arc<dyn node::NodeProxy>>>,
     /// `host:port` clients reach the server at.
     pub address: String,
@@ -163,6 +164,11 @@ impl Server {
         self.node_proxy.read().expect("node proxy lock").clone()
     }
 
+    /// The cluster CA (PEM), served at `/cacerts` for agents to pin.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
     /// Whether bootstrap finished.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
@@ -185,8 +191,10 @@ impl Server {
 
 /// Paths anyone may read, as Kubernetes' system:public-info-viewer allows.
 fn public_path(path: &str) -> bool {
-    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version")
-        || path.starts_with("/healthz/")
+    matches!(
+        path,
+        "/healthz" | "/livez" | "/readyz" | "/version" | "/cacerts"
+    ) || path.starts_with("/healthz/")
         || path.starts_with("/livez/")
         || path.starts_with("/readyz/")
 }
@@ -327,12 +335,16 @@ pub async fn start_with_store(
     };
     let mut tokens = HashSet::new();
     tokens.insert(admin_token.clone());
+    // Agents present the join token (or its secret part, as k3s allows).
+    tokens.insert(join_token.clone());
+    tokens.insert(secret.clone());
     let address = format!("{}:{}", host, local.port());
     let server = Arc::new(Server {
         registry: registry::Registry::new(store, cache, reg_config),
         openapi: OnceLock::new(),
         ready: AtomicBool::new(false),
         tokens,
+        ca_pem: pki.ca_pem.clone(),
         node_proxy: std::sync::RwLock::new(None),
         address: address.clone(),
     });

@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run the control plane (API server on an embedded store) and, unless disabled, a node agent.
     Server(ServerArgs),
+    /// Run a node agent that joins a server.
+    Agent(AgentArgs),
     /// Manage the images of a node.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -29,6 +31,163 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// The server to join, https://HOST:PORT.
+    #[arg(long, short = 's', env = "SKIFF_URL")]
+    server: String,
+    /// The join token from the server's DATA_DIR/token.
+    #[arg(long, short = 't', env = "SKIFF_TOKEN")]
+    token: String,
+    /// Where the agent keeps containers, images and logs.
+    #[arg(long, short = 'd', default_value_os_t = default_data_dir())]
+    data_dir: PathBuf,
+    /// This node's name (default: the hostname).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// The address the node advertises (default: its first non-loopback IPv4 address).
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
+    /// The longest crash-loop back-off between container restarts.
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    crashloop_backoff_max: std::time::Duration,
+}
+
+/// Splits a k3s-style join token `K10<sha256 of the CA>::server:<secret>`.
+fn parse_token(token: &str) -> (Option<String>, String) {
+    match token
+        .strip_prefix("K10")
+        .and_then(|rest| rest.split_once("::"))
+    {
+        Some((hash, cred)) => (
+            Some(hash.to_string()),
+            cred.rsplit(':').next().unwrap_or(cred).to_string(),
+        ),
+        None => (None, token.to_string()),
+    }
+}
+
+/// Connects to a server: fetches its CA, checks it against the token's pin
+/// before sending any credential, then builds a client that trusts only it.
+async fn join(server: &str, token: &str) -> Result<kube::Client> {
+    let url: http::Uri = server
+        .parse()
+        .with_context(|| format!("--server {server:?} is not a URL"))?;
+    let (pin, _secret) = parse_token(token);
+    // Fetch /cacerts without trusting anything yet, and without credentials.
+    let mut probe = kube::Config::new(url.clone());
+    probe.accept_invalid_certs = true;
+    let probe = kube::Client::try_from(probe).context("building a client")?;
+    let ca = probe
+        .request_text(
+            http::Request::get("/cacerts")
+                .body(Vec::new())
+                .expect("valid request"),
+        )
+        .await
+        .with_context(|| format!("cannot reach the server at {server}"))?;
+    let hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(ca.as_bytes()))
+    };
+    match pin {
+        Some(p) if p != hash => bail!(
+            "the server at {server} presents a CA that does not match the token (token pins sha256 {p}, server has {hash}); refusing to send credentials"
+        ),
+        Some(_) => {}
+        None => eprintln!(
+            "skiff agent: warning: the token pins no CA hash; trusting the server's CA on first use"
+        ),
+    }
+    let der: Vec<Vec<u8>> = rustls_pemfile::certs(&mut ca.as_bytes())
+        .filter_map(|c| c.ok())
+        .map(|c| c.to_vec())
+        .collect();
+    if der.is_empty() {
+        bail!("the server at {server} sent no CA certificate");
+    }
+    let mut cfg = kube::Config::new(url);
+    cfg.root_cert = Some(der);
+    cfg.auth_info.token = Some(token.to_string().into());
+    let client = kube::Client::try_from(cfg).context("building a client")?;
+    client
+        .request_text(
+            http::Request::get("/api")
+                .body(Vec::new())
+                .expect("valid request"),
+        )
+        .await
+        .map_err(|e| match e {
+            kube::Error::Api(s) if s.code == 401 => {
+                anyhow::anyhow!("the server at {server} refused the token (401 Unauthorized)")
+            }
+            other => anyhow::anyhow!("joining {server}: {other}"),
+        })?;
+    Ok(client)
+}
+
+async fn agent(args: AgentArgs) -> Result<()> {
+    use skiff_agent::runtime::{Runtime, Unavailable, runc::RuncRuntime};
+    use std::sync::Arc;
+    let client = join(&args.server, &args.token).await?;
+    let node_name = args.node_name.clone().unwrap_or_else(hostname);
+    let address = args
+        .node_ip
+        .or_else(|| {
+            skiff_apiserver::bootstrap::advertise_address(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        })
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let agent_dir = args.data_dir.join("agent");
+    std::fs::create_dir_all(&agent_dir)
+        .with_context(|| format!("creating {}", agent_dir.display()))?;
+    let exe = std::env::current_exe().context("locating the skiff binary for the shim")?;
+    let status = RuncRuntime::check();
+    let runtime: Arc<dyn Runtime> = match &status {
+        Ok(_) => Arc::new(RuncRuntime::new(
+            agent_dir.join("containers"),
+            vec![exe.to_string_lossy().into_owned(), "shim".into()],
+        )?),
+        Err(why) => {
+            eprintln!("skiff agent: cannot run containers: {why}; node {node_name} stays NotReady");
+            Arc::new(Unavailable(why.clone()))
+        }
+    };
+    let images = skiff_agent::image::ImageStore::open(&agent_dir.join("images"))?;
+    let config = skiff_agent::kubelet::AgentConfig {
+        node_name: node_name.clone(),
+        data_dir: agent_dir,
+        address,
+        roles: Vec::new(),
+        crashloop_backoff_max: args.crashloop_backoff_max,
+        self_assign: true,
+        runtime_status: status.map(|v| {
+            format!(
+                "runc://{}",
+                v.trim_start_matches("runc version ")
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+            )
+        }),
+    };
+    eprintln!("skiff agent: node {node_name} joined {}", args.server);
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(skiff_agent::kubelet::run(
+        client, runtime, images, config, shutdown,
+    ));
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        r = task => {
+            r.context("agent task")??;
+            return Ok(());
+        }
+    }
+    eprintln!("skiff agent: shutting down (containers keep running)");
+    let _ = stop.send(true);
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -331,22 +490,36 @@ async fn shutdown_signal() {
     }
 }
 
-fn main() -> Result<()> {
+fn main() {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // The CA-pinning probe of `skiff agent` deliberately skips verification; kube warns about it.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("warn,kube_client::client::tls=error")
+                }),
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Err(e) = run(cli) {
+        eprintln!("skiff: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    if let Command::Shim { args } = &cli.command {
+        std::process::exit(skiff_agent::runtime::shim::shim_main(args));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     match cli.command {
         Command::Server(args) => rt.block_on(server(args)),
+        Command::Agent(args) => rt.block_on(agent(args)),
         Command::Image(cmd) => image_command(cmd),
-        Command::Shim { args } => std::process::exit(skiff_agent::runtime::shim::shim_main(&args)),
+        Command::Shim { .. } => unreachable!("handled above"),
     }
 }
