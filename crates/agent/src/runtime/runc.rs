@@ -1027,6 +1027,23 @@ pub struct InteractiveExec {
     pub stdout: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
     /// stderr (none with a terminal).
     pub stderr: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+    /// Resizes the terminal (columns, rows), when there is one.
+    pub resize: Option<Box<dyn Fn(u16, u16) + Send + Sync>>,
+}
+
+nix::ioctl_write_ptr_bad!(tiocswinsz, nix::libc::TIOCSWINSZ, nix::pty::Winsize);
+
+/// Sets a terminal's size (columns, rows); errors are ignored, as a resize is advisory.
+fn set_window_size(tty: &std::fs::File, cols: u16, rows: u16) {
+    use std::os::fd::AsRawFd;
+    let ws = nix::pty::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one Winsize from the pointer, which lives for the call.
+    let _ = unsafe { tiocswinsz(tty.as_raw_fd(), &ws) };
 }
 
 impl RuncRuntime {
@@ -1051,9 +1068,9 @@ impl RuncRuntime {
             command: "runc exec".into(),
             message: e.to_string(),
         };
-        let mut c = self.runc_cmd();
-        c.arg("exec").arg(id).args(cmd);
         if tty {
+            // In the foreground runc allocates the terminal inside the container and
+            // copies between it and its own stdio, which is a host pty we hold the master of.
             let size = nix::pty::Winsize {
                 ws_row: 24,
                 ws_col: 80,
@@ -1062,11 +1079,15 @@ impl RuncRuntime {
             };
             let pty = nix::pty::openpty(Some(&size), None).map_err(|e| err(e.into()))?;
             let slave = std::fs::File::from(pty.slave);
+            let mut c = self.runc_cmd();
+            c.arg("exec").arg("--tty").arg(id).args(cmd);
             c.stdin(slave.try_clone().map_err(err)?)
                 .stdout(slave.try_clone().map_err(err)?)
                 .stderr(slave);
             let child = c.spawn().map_err(err)?;
+            let runc_pid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
             let master = std::fs::File::from(pty.master);
+            let resize_fd = master.try_clone().map_err(err)?;
             let writer = tokio::fs::File::from_std(master.try_clone().map_err(err)?);
             let reader = tokio::fs::File::from_std(master);
             return Ok(InteractiveExec {
@@ -1074,8 +1095,17 @@ impl RuncRuntime {
                 stdin: Some(Box::new(writer)),
                 stdout: Box::new(reader),
                 stderr: None,
+                resize: Some(Box::new(move |w, h| {
+                    set_window_size(&resize_fd, w, h);
+                    // runc copies its terminal's size into the container on SIGWINCH.
+                    if let Some(pid) = runc_pid {
+                        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGWINCH);
+                    }
+                })),
             });
         }
+        let mut c = self.runc_cmd();
+        c.arg("exec").arg(id).args(cmd);
         c.stdin(if stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -1094,6 +1124,7 @@ impl RuncRuntime {
             stdin: stdin_w,
             stdout,
             stderr,
+            resize: None,
         })
     }
 }
