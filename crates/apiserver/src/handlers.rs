@@ -427,8 +427,14 @@ async fn pod_stream(
                     .map(|(_, v)| v.into_owned())
                     .collect()
             };
+            if sub == "attach" {
+                return Err(ApiError::bad_request(format!(
+                    "attaching to container {container:?} is not supported by skiff yet; use kubectl logs -f {} -c {container} to follow its output",
+                    target.name
+                )));
+            }
             let command = all("command");
-            if sub == "exec" && command.is_empty() {
+            if command.is_empty() {
                 return Err(ApiError::bad_request("you must specify at least 1 command"));
             }
             let stdin = query.flag("stdin");
