@@ -229,12 +229,11 @@ fn run(args: &ShimArgs) -> std::io::Result<()> {
     if let Some(dir) = args.log.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let log = Arc::new(Mutex::new(
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&args.log)?,
-    ));
+    let log = Arc::new(Mutex::new(RotatingLog::open(
+        &args.log,
+        MAX_LOG_SIZE,
+        MAX_LOG_FILES,
+    )?));
     let pid_file = args.bundle.join("init.pid");
     let mut child = runc(args)
         .arg("create")
@@ -362,10 +361,88 @@ fn counter(text: &str, key: &str) -> Option<u64> {
     })
 }
 
+/// The kubelet's defaults: rotate a container's log at 10 MiB, keep 5 files.
+pub const MAX_LOG_SIZE: u64 = 10 * 1024 * 1024;
+/// How many files of one container's log exist at most (the live one included).
+pub const MAX_LOG_FILES: usize = 5;
+
+/// A CRI log file that rotates as the kubelet rotates container logs: when
+/// a write would pass `max_size`, the file is renamed to
+/// `<name>.<YYYYMMDD-HHMMSS>` and a new one started; only the newest
+/// `max_files - 1` rotated files are kept. Records are never split.
+pub struct RotatingLog {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    max_size: u64,
+    max_files: usize,
+}
+
+impl RotatingLog {
+    /// Opens (appending to) the log at `path`.
+    pub fn open(path: &Path, max_size: u64, max_files: usize) -> std::io::Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            size,
+            max_size,
+            max_files: max_files.max(1),
+        })
+    }
+
+    /// Appends whole records, rotating first if they would not fit.
+    pub fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        if self.size > 0 && self.size + data.len() as u64 > self.max_size {
+            self.rotate()?;
+        }
+        self.file.write_all(data)?;
+        self.size += data.len() as u64;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let stamp = Timestamp::now().strftime("%Y%m%d-%H%M%S%.f").to_string();
+        let mut rotated = self.path.clone().into_os_string();
+        rotated.push(format!(".{stamp}"));
+        std::fs::rename(&self.path, &rotated)?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        self.size = 0;
+        // Keep the newest max_files - 1 rotated files.
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let dir = self
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let mut old: Vec<PathBuf> = std::fs::read_dir(&dir)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|f| f.to_string_lossy().starts_with(&format!("{name}.")))
+            })
+            .collect();
+        old.sort();
+        while old.len() > self.max_files - 1 {
+            let _ = std::fs::remove_file(old.remove(0));
+        }
+        Ok(())
+    }
+}
+
 fn spawn_copier(
     mut from: impl Read + Send + 'static,
     stream: &'static str,
-    log: Arc<Mutex<File>>,
+    log: Arc<Mutex<RotatingLog>>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut buf = Vec::new();
@@ -384,7 +461,7 @@ fn spawn_copier(
                     out.extend(format_record(now, stream, partial, &line));
                 }
                 if let Ok(mut f) = log.lock() {
-                    let _ = f.write_all(&out);
+                    let _ = f.write(&out);
                 }
             }
             if eof {
@@ -397,6 +474,33 @@ fn spawn_copier(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logs_rotate_at_the_size_limit_and_keep_max_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let mut log = RotatingLog::open(&path, 100, 3).unwrap();
+        for i in 0..20 {
+            log.write(format!("2026-11-28T05:00:00Z stdout F line {i:02} ........\n").as_bytes())
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert_eq!(names[0], "0.log");
+        assert!(names[1].starts_with("0.log.2"));
+        let live = std::fs::read_to_string(&path).unwrap();
+        assert!(live.ends_with("line 19 ........\n"), "{live}");
+        assert!(live.len() <= 100);
+        assert!(
+            live.lines().all(|l| l.starts_with("2026-")),
+            "records are never split"
+        );
+    }
 
     #[test]
     fn splits_records() {
