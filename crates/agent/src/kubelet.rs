@@ -64,8 +64,13 @@ pub struct Kubelet {
     images: ImageStore,
     config: AgentConfig,
     recorder: Recorder,
+    puller: crate::image::pull::Puller,
     snapshot: RwLock<Snapshot>,
     relist_now: Notify,
+    /// Serializes relists, so a list begun before a container was created can never
+    /// overwrite the snapshot of one begun after (which would hide the container from
+    /// its worker and make it start a duplicate).
+    relist_lock: tokio::sync::Mutex<()>,
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
@@ -153,6 +158,7 @@ impl Kubelet {
     }
 
     async fn relist(&self) {
+        let _serial = self.relist_lock.lock().await;
         let (containers, sandboxes) = match (
             self.runtime.list_containers().await,
             self.runtime.list_sandboxes().await,
@@ -213,10 +219,12 @@ pub async fn run(
         recorder: Recorder::new(client.clone(), "kubelet", &config.node_name),
         client: client.clone(),
         runtime,
+        puller: crate::image::pull::Puller::new(Vec::new()),
         images,
         config,
         snapshot: RwLock::new(Snapshot::default()),
         relist_now: Notify::new(),
+        relist_lock: tokio::sync::Mutex::new(()),
         wakers: Mutex::new(HashMap::new()),
     });
     kubelet.relist().await;
@@ -413,7 +421,16 @@ struct Worker {
     volumes_synced: Option<Timestamp>,
     last_status: Option<serde_json::Value>,
     deleting: bool,
+    /// A container start failed in this sync (config error, image, runtime): retry later,
+    /// not at once.
+    start_failed: bool,
+    /// Per container name, the attempt whose back-off the BackOff event was recorded for.
+    backoff_reported: HashMap<String, u32>,
 }
+
+/// How long after a failed container start the worker tries again (the kubelet's
+/// pod worker back-off period).
+const START_RETRY: Duration = Duration::from_secs(10);
 
 async fn pod_worker(k: Arc<Kubelet>, uid: String, mut rx: watch::Receiver<Option<Pod>>) {
     let notify = Arc::new(Notify::new());
@@ -433,6 +450,8 @@ async fn pod_worker(k: Arc<Kubelet>, uid: String, mut rx: watch::Receiver<Option
         volumes_synced: None,
         last_status: None,
         deleting: false,
+        start_failed: false,
+        backoff_reported: HashMap::new(),
     };
     loop {
         let pod = rx.borrow_and_update().clone();
@@ -570,6 +589,8 @@ impl Worker {
         let next_probe = self.run_probes(pod, &observed, now).await;
         let probes = self.probe_results(&observed);
         let plan = plan::compute_pod_actions(pod, &observed, &probes, &self.backoff, now);
+        self.report_backoff(pod, &observed, &plan.waiting).await;
+        self.start_failed = false;
         let mut acted = false;
         for action in &plan.actions {
             acted = true;
@@ -655,17 +676,52 @@ impl Worker {
         for t in [next_probe].into_iter().flatten() {
             next = Some(next.map_or(t, |n| n.min(t)));
         }
-        // While something is starting or stopping, look again soon.
-        if observed
+        if self.start_failed {
+            // Retry a failed start after the worker back-off (runtime changes still wake us).
+            let retry = Timestamp::now() + START_RETRY;
+            next = Some(next.map_or(retry, |n| n.min(retry)));
+        } else if observed
             .containers
             .iter()
             .any(|c| c.state == ContainerState::Created)
             || acted
         {
+            // While something is starting or stopping, look again soon.
             let soon = Timestamp::now() + jiff::SignedDuration::from_millis(200);
             next = Some(next.map_or(soon, |n| n.min(soon)));
         }
         next
+    }
+
+    /// Records the kubelet's `BackOff` event once per crash-loop back-off a container enters.
+    async fn report_backoff(
+        &mut self,
+        pod: &Pod,
+        observed: &ObservedPod,
+        waiting: &BTreeMap<String, Waiting>,
+    ) {
+        for (name, w) in waiting {
+            if w.reason != "CrashLoopBackOff" {
+                continue;
+            }
+            let attempt = observed.newest(name).map_or(0, |c| c.attempt);
+            if self.backoff_reported.get(name) == Some(&attempt) {
+                continue;
+            }
+            self.backoff_reported.insert(name.clone(), attempt);
+            let meta = &pod.metadata;
+            let msg = format!(
+                "Back-off restarting failed container {name} in pod {}_{}({})",
+                meta.name.as_deref().unwrap_or_default(),
+                meta.namespace.as_deref().unwrap_or_default(),
+                meta.uid.as_deref().unwrap_or_default(),
+            );
+            let fp = field_path(pod, name);
+            self.k
+                .recorder
+                .pod(pod, fp.as_deref(), "Warning", "BackOff", &msg)
+                .await;
+        }
     }
 
     async fn act(&mut self, pod: &Pod, action: &Action, observed: &mut ObservedPod) {
@@ -792,6 +848,7 @@ impl Worker {
                         }
                     }
                     Err(StartFailure::Waiting(wt)) => {
+                        self.start_failed = true;
                         self.waiting.insert(c.name.clone(), wt);
                     }
                 }
@@ -871,6 +928,148 @@ impl Worker {
         None
     }
 
+    /// The image of a container, pulled as its pull policy says.
+    async fn ensure_image(
+        &mut self,
+        pod: &Pod,
+        fp: &str,
+        image_name: &str,
+        policy: &str,
+    ) -> Result<crate::image::Image, StartFailure> {
+        let local = self.k.images.resolve(image_name).ok();
+        match (policy, local) {
+            ("Never", Some(img)) | ("IfNotPresent", Some(img)) => {
+                let msg = format!("Container image \"{image_name}\" already present on machine");
+                self.k
+                    .recorder
+                    .pod(pod, Some(fp), "Normal", "Pulled", &msg)
+                    .await;
+                return Ok(img);
+            }
+            ("Never", None) => {
+                let msg = format!(
+                    "Container image \"{image_name}\" is not present with pull policy of Never"
+                );
+                self.k
+                    .recorder
+                    .pod(pod, Some(fp), "Warning", "ErrImageNeverPull", &msg)
+                    .await;
+                return Err(StartFailure::Waiting(Waiting {
+                    reason: "ErrImageNeverPull".into(),
+                    message: msg,
+                }));
+            }
+            _ => {}
+        }
+        let key = format!("{}/{image_name}", self.uid);
+        let now = Timestamp::now();
+        if self.image_backoff.in_backoff(&key, now, now).is_some() {
+            let msg = format!("Back-off pulling image \"{image_name}\"");
+            self.k
+                .recorder
+                .pod(pod, Some(fp), "Normal", "BackOff", &msg)
+                .await;
+            return Err(StartFailure::Waiting(Waiting {
+                reason: "ImagePullBackOff".into(),
+                message: msg,
+            }));
+        }
+        self.k
+            .recorder
+            .pod(
+                pod,
+                Some(fp),
+                "Normal",
+                "Pulling",
+                &format!("Pulling image \"{image_name}\""),
+            )
+            .await;
+        let creds = self.pull_credentials(pod, image_name).await;
+        let started = std::time::Instant::now();
+        match self
+            .k
+            .puller
+            .pull(&self.k.images, image_name, creds.as_ref())
+            .await
+        {
+            Ok(img) => {
+                self.image_backoff.reset(&key);
+                let took = started.elapsed();
+                self.k
+                    .recorder
+                    .pod(
+                        pod,
+                        Some(fp),
+                        "Normal",
+                        "Pulled",
+                        &format!(
+                            "Successfully pulled image \"{image_name}\" in {:.3}s ({:.3}s including waiting). Image size: {} bytes.",
+                            took.as_secs_f64(),
+                            took.as_secs_f64(),
+                            img.size
+                        ),
+                    )
+                    .await;
+                Ok(img)
+            }
+            Err(crate::image::pull::PullError::Network { .. })
+                if self.k.images.resolve(image_name).is_ok() =>
+            {
+                // Always, but the registry is out of reach: an offline node runs the image it has, and says so.
+                let img = self.k.images.resolve(image_name).expect("checked");
+                self.k
+                    .recorder
+                    .pod(pod, Some(fp), "Warning", "Pulled", &format!("Registry unreachable; using container image \"{image_name}\" already present on machine"))
+                    .await;
+                Ok(img)
+            }
+            Err(e) => {
+                self.image_backoff.next(&key, now, now);
+                let msg = format!("Failed to pull image \"{image_name}\": {e}");
+                self.k
+                    .recorder
+                    .pod(pod, Some(fp), "Warning", "Failed", &msg)
+                    .await;
+                self.k
+                    .recorder
+                    .pod(pod, Some(fp), "Warning", "Failed", "Error: ErrImagePull")
+                    .await;
+                Err(StartFailure::Waiting(Waiting {
+                    reason: "ErrImagePull".into(),
+                    message: msg,
+                }))
+            }
+        }
+    }
+
+    /// Registry credentials for an image from the pod's imagePullSecrets.
+    async fn pull_credentials(
+        &self,
+        pod: &Pod,
+        image_name: &str,
+    ) -> Option<crate::image::pull::Credentials> {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = crate::image::reference::Reference::parse(image_name)
+            .ok()?
+            .name();
+        let secrets: Api<Secret> = Api::namespaced(self.k.client.clone(), &ns);
+        for r in pod.spec.as_ref()?.image_pull_secrets.iter().flatten() {
+            let Ok(Some(s)) = secrets.get_opt(&r.name).await else {
+                continue;
+            };
+            let data = s.data.unwrap_or_default();
+            for key in [".dockerconfigjson", ".dockercfg"] {
+                if let Some(bytes) = data.get(key)
+                    && let Some(c) =
+                        crate::image::pull::credentials_from_docker_config(&bytes.0, &name)
+                {
+                    return Some(c);
+                }
+            }
+        }
+        None
+    }
+
     async fn start(
         &mut self,
         pod: &Pod,
@@ -890,73 +1089,7 @@ impl Worker {
         let policy = c.image_pull_policy.clone().unwrap_or_else(|| {
             skiff_api::defaults::image_pull_policy_default(&image_name).to_string()
         });
-        let image = match self.k.images.resolve(&image_name) {
-            Ok(img) => {
-                self.k
-                    .recorder
-                    .pod(
-                        pod,
-                        Some(&fp),
-                        "Normal",
-                        "Pulled",
-                        &format!("Container image \"{image_name}\" already present on machine"),
-                    )
-                    .await;
-                img
-            }
-            Err(_) if policy == "Never" => {
-                let msg = format!(
-                    "Container image \"{image_name}\" is not present with pull policy of Never"
-                );
-                self.k
-                    .recorder
-                    .pod(pod, Some(&fp), "Warning", "ErrImageNeverPull", &msg)
-                    .await;
-                return Err(StartFailure::Waiting(Waiting {
-                    reason: "ErrImageNeverPull".into(),
-                    message: msg,
-                }));
-            }
-            Err(e) => {
-                let key = format!("{}/{image_name}", self.uid);
-                let now = Timestamp::now();
-                if self.image_backoff.in_backoff(&key, now, now).is_some() {
-                    let msg = format!("Back-off pulling image \"{image_name}\"");
-                    self.k
-                        .recorder
-                        .pod(pod, Some(&fp), "Normal", "BackOff", &msg)
-                        .await;
-                    return Err(StartFailure::Waiting(Waiting {
-                        reason: "ImagePullBackOff".into(),
-                        message: msg,
-                    }));
-                }
-                self.image_backoff.next(&key, now, now);
-                self.k
-                    .recorder
-                    .pod(
-                        pod,
-                        Some(&fp),
-                        "Normal",
-                        "Pulling",
-                        &format!("Pulling image \"{image_name}\""),
-                    )
-                    .await;
-                let msg = format!("Failed to pull image \"{image_name}\": {e}");
-                self.k
-                    .recorder
-                    .pod(pod, Some(&fp), "Warning", "Failed", &msg)
-                    .await;
-                self.k
-                    .recorder
-                    .pod(pod, Some(&fp), "Warning", "Failed", "Error: ErrImagePull")
-                    .await;
-                return Err(StartFailure::Waiting(Waiting {
-                    reason: "ErrImagePull".into(),
-                    message: msg,
-                }));
-            }
-        };
+        let image = self.ensure_image(pod, &fp, &image_name, &policy).await?;
         // Volumes (once per sandbox, refreshed every minute for configMap/secret updates).
         let refresh = self
             .volumes_synced

@@ -361,6 +361,30 @@ fn pod_qos_class(pod: &Value) -> &'static str {
     }
 }
 
+/// `stringData` of a Secret is write-only: its entries overwrite `data`
+/// (base64-encoded) and it is never stored, as Kubernetes converts it.
+fn merge_string_data(obj: &mut Value) {
+    let Some(m) = obj.as_object_mut() else { return };
+    let Some(Value::Object(sd)) = m.remove("stringData") else {
+        return;
+    };
+    let data = m.entry("data").or_insert_with(|| json!({}));
+    if !data.is_object() {
+        *data = json!({});
+    }
+    let data = data.as_object_mut().expect("object");
+    for (k, v) in sd {
+        let text = v.as_str().unwrap_or_default();
+        data.insert(
+            k,
+            Value::String(base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                text,
+            )),
+        );
+    }
+}
+
 /// Kubernetes generates a Job's selector from its uid unless
 /// `spec.manualSelector` is true, and labels the pod template to match.
 fn generate_job_selector(job: &mut Map<String, Value>) {
@@ -558,6 +582,9 @@ impl Registry {
         self.prepare_for_create(r, &mut obj);
         let storage = catalog::storage_info(r);
         let mut stored = convert::convert(obj, r, storage);
+        if storage.resource == "secrets" {
+            merge_string_data(&mut stored);
+        }
         defaults::apply_defaults(storage, &mut stored);
         if storage.resource == "pods" {
             defaults::admit_pod(&mut stored);
@@ -942,7 +969,10 @@ impl Registry {
             {
                 return Err(ApiError::conflict(r, name));
             }
-            let incoming = mutate(&old.value)?;
+            let mut incoming = mutate(&old.value)?;
+            if storage.resource == "secrets" {
+                merge_string_data(&mut incoming);
+            }
             let mut new = self.merge_update(storage, sub, &old.value, incoming)?;
             defaults::apply_defaults(storage, &mut new);
             let errs = validation::validate_update(storage, &new, &old.value);

@@ -691,3 +691,30 @@ async fn in_process_client_uses_the_same_api_without_tcp() {
     assert!(via_tls.get_opt("inproc").await.unwrap().is_some());
     running.stop().await;
 }
+
+#[tokio::test]
+async fn secret_string_data_is_merged_into_data_and_never_stored() {
+    use k8s_openapi::api::core::v1::Secret;
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path()).await;
+    let c = client(&running).await;
+    let secrets: Api<Secret> = Api::namespaced(c, "default");
+    let s: Secret = serde_json::from_value(json!({"metadata": {"name": "creds"}, "data": {"user": "YWRtaW4=", "password": "b2xk"}, "stringData": {"password": "s3cret"}})).unwrap();
+    let created = secrets.create(&PostParams::default(), &s).await.unwrap();
+    assert!(created.string_data.is_none());
+    let data = created.data.unwrap();
+    assert_eq!(data["user"].0, b"admin");
+    assert_eq!(data["password"].0, b"s3cret", "stringData overrides data");
+    assert_eq!(created.type_.as_deref(), Some("Opaque"));
+    let patched = secrets
+        .patch(
+            "creds",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"token": "t"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.data.unwrap()["token"].0, b"t");
+    assert!(secrets.get("creds").await.unwrap().string_data.is_none());
+    running.stop().await;
+}

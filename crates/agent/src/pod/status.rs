@@ -204,10 +204,10 @@ fn convert(oc: &ObservedContainer, old: Option<&ContainerStatus>) -> ContainerSt
         RtState::Created => waiting_state(None, None),
         RtState::Exited {
             exit_code,
-            signal,
             started_at,
             finished_at,
             oom_killed,
+            ..
         } => {
             let reason = if *oom_killed {
                 "OOMKilled"
@@ -220,7 +220,8 @@ fn convert(oc: &ObservedContainer, old: Option<&ContainerStatus>) -> ContainerSt
                 terminated: Some(ContainerStateTerminated {
                     exit_code: *exit_code,
                     reason: Some(reason.to_string()),
-                    signal: *signal,
+                    // The kubelet reports a signal as exit code 128+N and leaves `signal` unset.
+                    signal: None,
                     started_at: started_at.map(Time),
                     finished_at: Some(Time(*finished_at)),
                     container_id: Some(container_id),
@@ -901,7 +902,10 @@ mod tests {
         );
         assert_eq!(v["lastState"]["terminated"]["reason"], "OOMKilled");
         assert_eq!(v["lastState"]["terminated"]["exitCode"], 137);
-        assert_eq!(v["lastState"]["terminated"]["signal"], 9);
+        assert!(
+            v["lastState"]["terminated"].get("signal").is_none(),
+            "the kubelet never sets signal"
+        );
         assert_eq!(
             v["lastState"]["terminated"]["containerID"],
             "runc://nginx-1"
