@@ -82,6 +82,12 @@ pub trait NodeProxy: Send + Sync + 'static {
         stdin: bool,
         tty: bool,
     ) -> Result<ExecProcess, ApiError>;
+    /// Opens a TCP connection to `port` inside the pod's network namespace (for port-forward).
+    async fn connect(
+        &self,
+        target: &PodTarget,
+        port: u16,
+    ) -> Result<tokio::net::TcpStream, ApiError>;
 }
 
 /// Picks the container a logs or exec request means, as Kubernetes does:

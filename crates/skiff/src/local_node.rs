@@ -159,6 +159,37 @@ impl NodeProxy for LocalNode {
         }))
     }
 
+    async fn connect(&self, t: &PodTarget, port: u16) -> Result<tokio::net::TcpStream, ApiError> {
+        self.check_node(t)?;
+        let runc = self
+            .runc
+            .as_ref()
+            .ok_or_else(|| ApiError::bad_request("this node cannot run containers"))?;
+        let sandbox = runc
+            .list_sandboxes()
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .into_iter()
+            .filter(|s| s.labels.get(labels::POD_UID) == Some(&t.uid))
+            .max_by_key(|s| s.attempt)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("pod {} has no sandbox on this node", t.name))
+            })?;
+        let addr = std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), port);
+        skiff_agent::probe::connect_in(
+            sandbox.netns.as_deref(),
+            addr,
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .map_err(|e| {
+            ApiError::internal(format!(
+                "error forwarding port {port} to pod {}, uid {}: {e}",
+                t.name, t.uid
+            ))
+        })
+    }
+
     async fn exec(
         &self,
         t: &PodTarget,
