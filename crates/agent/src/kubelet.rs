@@ -71,6 +71,10 @@ pub struct Kubelet {
     /// overwrite the snapshot of one begun after (which would hide the container from
     /// its worker and make it start a duplicate).
     relist_lock: tokio::sync::Mutex<()>,
+    /// Relists begun and finished; a caller needing fresh state waits for one
+    /// begun after its request, and concurrent callers share it.
+    relists_started: std::sync::atomic::AtomicU64,
+    relists_done: std::sync::atomic::AtomicU64,
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
@@ -158,7 +162,19 @@ impl Kubelet {
     }
 
     async fn relist(&self) {
+        use std::sync::atomic::Ordering;
+        // Any relist that begins after this point sees everything done before it.
+        let wanted = self.relists_started.load(Ordering::SeqCst) + 1;
         let _serial = self.relist_lock.lock().await;
+        if self.relists_done.load(Ordering::SeqCst) >= wanted {
+            return;
+        }
+        let generation = self.relists_started.fetch_add(1, Ordering::SeqCst) + 1;
+        self.list_and_publish().await;
+        self.relists_done.store(generation, Ordering::SeqCst);
+    }
+
+    async fn list_and_publish(&self) {
         let (containers, sandboxes) = match (
             self.runtime.list_containers().await,
             self.runtime.list_sandboxes().await,
@@ -225,6 +241,8 @@ pub async fn run(
         snapshot: RwLock::new(Snapshot::default()),
         relist_now: Notify::new(),
         relist_lock: tokio::sync::Mutex::new(()),
+        relists_started: std::sync::atomic::AtomicU64::new(0),
+        relists_done: std::sync::atomic::AtomicU64::new(0),
         wakers: Mutex::new(HashMap::new()),
     });
     kubelet.relist().await;
@@ -383,23 +401,21 @@ async fn self_assign(k: Arc<Kubelet>, mut shutdown: watch::Receiver<bool>) {
             .header("content-type", "application/json")
             .body(serde_json::to_vec(&body).unwrap_or_default())
             .expect("valid request");
-        match k.client.request::<serde_json::Value>(req).await {
-            Ok(_) => {
-                let rec = Recorder::new(k.client.clone(), "default-scheduler", "");
-                rec.pod(
-                    &pod,
-                    None,
-                    "Normal",
-                    "Scheduled",
-                    &format!(
+        // Bind concurrently: a burst of new pods must not queue behind one another.
+        let k = k.clone();
+        tokio::spawn(async move {
+            match k.client.request::<serde_json::Value>(req).await {
+                Ok(_) => {
+                    let rec = Recorder::new(k.client.clone(), "default-scheduler", "");
+                    let msg = format!(
                         "Successfully assigned {ns}/{name} to {}",
                         k.config.node_name
-                    ),
-                )
-                .await;
+                    );
+                    rec.pod(&pod, None, "Normal", "Scheduled", &msg).await;
+                }
+                Err(e) => tracing::debug!("binding {ns}/{name}: {e}"),
             }
-            Err(e) => tracing::debug!("binding {ns}/{name}: {e}"),
-        }
+        });
     }
 }
 

@@ -328,10 +328,34 @@ impl RuncRuntime {
     }
 
     /// The container's state from the shim's files and `runc state`.
+    /// A container's state from the shim's files, without running runc: the
+    /// exit record, else the init pid (alive or not) and whether it was
+    /// started. Only a container without shim files asks `runc state`.
+    /// Listing N containers is N small file reads, not N processes.
     async fn state(&self, id: &str) -> ContainerState {
         if let Some(exit) = self.exit_record(id) {
             return exited(exit);
         }
+        match self.shim_state(id) {
+            Some(ShimState::Created { pid }) => {
+                let started = self.started_at(id);
+                let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+                match (started, alive) {
+                    (Some(at), _) => ContainerState::Running {
+                        pid,
+                        started_at: at,
+                    },
+                    (None, true) => ContainerState::Created,
+                    // Created, never started, and gone: the shim is writing its exit record.
+                    (None, false) => ContainerState::Created,
+                }
+            }
+            Some(ShimState::Error { .. }) => ContainerState::Unknown,
+            None => self.state_from_runc(id).await,
+        }
+    }
+
+    async fn state_from_runc(&self, id: &str) -> ContainerState {
         let runc_state = self
             .runc_run(&["state", id])
             .await
@@ -350,16 +374,10 @@ impl RuncRuntime {
                 pid,
                 started_at: self.started_at(id).unwrap_or_else(Timestamp::now),
             },
-            _ => {
-                // Stopped (or already deleted by the shim): the exit file follows shortly.
-                for _ in 0..50 {
-                    if let Some(exit) = self.exit_record(id) {
-                        return exited(exit);
-                    }
-                    tokio::time::sleep(POLL).await;
-                }
-                ContainerState::Unknown
-            }
+            _ => match self.exit_record(id) {
+                Some(exit) => exited(exit),
+                None => ContainerState::Unknown,
+            },
         }
     }
 
