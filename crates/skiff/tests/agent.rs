@@ -515,7 +515,8 @@ spec:
             "Registry unreachable; using container image \"busybox\" already present on machine",
         ) || m.starts_with("Successfully pulled image \"busybox\"")
     };
-    let want: [(&str, &dyn Fn(&str) -> bool); 9] = [
+    type Check<'a> = &'a dyn Fn(&str) -> bool;
+    let want: [(&str, Check); 9] = [
         ("Scheduled", &|m: &str| {
             m.starts_with("Successfully assigned default/web to ")
         }),
