@@ -187,6 +187,21 @@ async fn route(server: Arc<Server>, req: Request<Body>) -> ApiResult<Response> {
     {
         return pod_stream(server, ns, name, sub, &query, req).await;
     }
+    if group.is_empty()
+        && let ["namespaces", ns, "pods", name, "portforward"] = rest
+    {
+        let pods = catalog::lookup("", "v1", "pods").expect("pods");
+        let obj = server.registry().get(pods, Some(ns), name).await?;
+        let target = Arc::new(crate::node::target(&obj.value)?);
+        let proxy = server.node_proxy().ok_or_else(|| {
+            ApiError::unavailable(format!("no agent serves node {:?}", target.node))
+        })?;
+        let connect: crate::portforward::Connector = Arc::new(move |port| {
+            let (proxy, target) = (proxy.clone(), target.clone());
+            Box::pin(async move { proxy.connect(&target, port).await })
+        });
+        return crate::portforward::portforward_upgrade(req, connect);
+    }
     let target = parse_target(group, version, rest).ok_or_else(|| ApiError::no_route(&path))?;
     let content_type = req
         .headers()

@@ -24,6 +24,7 @@ pub mod handlers;
 pub mod inproc;
 pub mod node;
 pub mod openapi;
+pub mod portforward;
 mod proto_schema;
 pub mod protobuf;
 pub mod registry;
