@@ -443,10 +443,18 @@ async fn pod_stream(
                     .collect()
             };
             if sub == "attach" {
-                return Err(ApiError::bad_request(format!(
-                    "attaching to container {container:?} is not supported by skiff yet; use kubectl logs -f {} -c {container} to follow its output",
-                    target.name
-                )));
+                if query.flag("stdin") {
+                    return Err(ApiError::bad_request(format!(
+                        "container {container} in pod {} does not have stdin open; skiff attaches to output only",
+                        target.name
+                    )));
+                }
+                let fut = {
+                    let target = target.clone();
+                    let container = container.clone();
+                    Box::pin(async move { proxy.attach(&target, &container).await })
+                };
+                return crate::node::exec_upgrade(req, fut);
             }
             let command = all("command");
             if command.is_empty() {

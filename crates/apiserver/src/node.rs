@@ -82,6 +82,8 @@ pub trait NodeProxy: Send + Sync + 'static {
         stdin: bool,
         tty: bool,
     ) -> Result<ExecProcess, ApiError>;
+    /// Attaches to a running container's output (its stdout and stderr from now on).
+    async fn attach(&self, target: &PodTarget, container: &str) -> Result<ExecProcess, ApiError>;
     /// Opens a TCP connection to `port` inside the pod's network namespace (for port-forward).
     async fn connect(
         &self,

@@ -159,6 +159,90 @@ impl NodeProxy for LocalNode {
         }))
     }
 
+    async fn attach(&self, t: &PodTarget, container: &str) -> Result<ExecProcess, ApiError> {
+        self.check_node(t)?;
+        let attempt = match self.newest_container(t, container, None).await {
+            Some((id, ContainerState::Running { .. })) => id,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "container {container} is not running"
+                )));
+            }
+        };
+        let _ = attempt;
+        let dir = Kubelet::log_path(&self.agent_dir, &t.namespace, &t.name, &t.uid, container, 0)
+            .parent()
+            .expect("log dir")
+            .to_path_buf();
+        let (n, path) = logs::attempts(&dir).pop().ok_or_else(|| {
+            ApiError::bad_request(format!("container {container} has no output yet"))
+        })?;
+        // Follow the output from now on until that attempt exits.
+        let done = Arc::new(AtomicBool::new(false));
+        let exit_code = Arc::new(std::sync::atomic::AtomicI32::new(0));
+        {
+            let me = LocalNode {
+                agent_dir: self.agent_dir.clone(),
+                node_name: self.node_name.clone(),
+                runc: self.runc.clone(),
+            };
+            let (t, container, done, exit_code) = (
+                t.clone(),
+                container.to_string(),
+                done.clone(),
+                exit_code.clone(),
+            );
+            tokio::spawn(async move {
+                loop {
+                    match me.newest_container(&t, &container, Some(n)).await {
+                        Some((_, ContainerState::Running { .. }))
+                        | Some((_, ContainerState::Created)) => {}
+                        Some((_, ContainerState::Exited { exit_code: c, .. })) => {
+                            exit_code.store(c, Ordering::SeqCst);
+                            done.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        _ => {
+                            done.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                }
+            });
+        }
+        let opts = LogOptions {
+            follow: true,
+            tail_lines: Some(0),
+            ..Default::default()
+        };
+        let d2 = done.clone();
+        let mut stream = logs::stream(path, opts, move || d2.load(Ordering::SeqCst));
+        let (mut w, r) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            use tokio::io::AsyncWriteExt;
+            while let Some(chunk) = stream.next().await {
+                if w.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let wait = Box::pin(async move {
+            while !done.load(Ordering::SeqCst) {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+            exit_code.load(Ordering::SeqCst)
+        });
+        Ok(ExecProcess {
+            stdin: None,
+            stdout: Box::new(r),
+            stderr: None,
+            wait,
+            resize: None,
+        })
+    }
+
     async fn connect(&self, t: &PodTarget, port: u16) -> Result<tokio::net::TcpStream, ApiError> {
         self.check_node(t)?;
         let runc = self

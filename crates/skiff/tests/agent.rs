@@ -1103,3 +1103,90 @@ spec:
         "events: {events:?}"
     );
 }
+
+/// kubectl logs (-c, --tail, --previous), exec (exit codes, stdin) and attach against a running pod.
+#[test]
+fn logs_exec_and_attach() {
+    let Some(s) = Server::start(&["--crashloop-backoff-max", "20s"]) else {
+        return;
+    };
+    s.apply(
+        "apiVersion: v1
+kind: Pod
+metadata: {name: talk}
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - name: init
+    image: busybox
+    command: [sh, -c, 'echo from-init']
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, 'i=0; while true; do echo line $i; i=$((i+1)); sleep 0.3; done']
+",
+    );
+    s.wait_row("talk", "Running", Duration::from_secs(30), |r| {
+        r.status == "Running"
+    });
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(s.ok(&["logs", "talk", "-c", "init"]), "from-init\n");
+    let logs = s.ok(&["logs", "talk"]);
+    assert!(logs.starts_with("line 0\nline 1\n"), "{logs}");
+    let tail = s.ok(&["logs", "talk", "--tail=1"]);
+    assert_eq!(tail.lines().count(), 1, "{tail}");
+    let prev = s.kubectl(&["logs", "talk", "--previous"]);
+    assert!(!prev.status.success());
+    assert!(
+        String::from_utf8_lossy(&prev.stderr)
+            .contains("previous terminated container \"c\" in pod \"talk\" not found")
+    );
+
+    let out = s.kubectl(&[
+        "exec",
+        "talk",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("err"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("command terminated with exit code 3"));
+    let mut child = std::process::Command::new("kubectl")
+        .env("KUBECONFIG", s.data().join("kubeconfig.yaml"))
+        .args([
+            "exec",
+            "-i",
+            "talk",
+            "--",
+            "sh",
+            "-c",
+            "read x; echo got:$x",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got:hello\n");
+
+    // attach streams what the container prints from now on.
+    let out = std::process::Command::new("timeout")
+        .env("KUBECONFIG", s.data().join("kubeconfig.yaml"))
+        .args(["3", "kubectl", "attach", "talk"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().filter(|l| l.starts_with("line ")).count() >= 3,
+        "{text}"
+    );
+    assert!(
+        !text.contains("line 0\n"),
+        "attach shows new output only: {text}"
+    );
+}
