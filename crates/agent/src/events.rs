@@ -15,6 +15,10 @@ type Recorded = (String, String, i32);
 
 /// Records events for one node.
 pub struct Recorder {
+    inner: std::sync::Arc<Inner>,
+}
+
+struct Inner {
     client: kube::Client,
     component: String,
     host: String,
@@ -25,14 +29,19 @@ impl Recorder {
     /// A recorder reporting as `component` on `host`.
     pub fn new(client: kube::Client, component: &str, host: &str) -> Self {
         Self {
-            client,
-            component: component.into(),
-            host: host.into(),
-            seen: Mutex::new(HashMap::new()),
+            inner: std::sync::Arc::new(Inner {
+                client,
+                component: component.into(),
+                host: host.into(),
+                seen: Mutex::new(HashMap::new()),
+            }),
         }
     }
 
-    /// Records an event about a pod (or one of its containers, when `field_path` names it).
+    /// Records an event about a pod (or one of its containers, when
+    /// `field_path` names it). Like Kubernetes' recorder it does not wait
+    /// for the write: the event's name (pod name and a nanosecond stamp) is
+    /// fixed now, so events still list in the order they happened.
     pub async fn pod(
         &self,
         pod: &Pod,
@@ -58,22 +67,28 @@ impl Recorder {
             .round(jiff::Unit::Second)
             .unwrap_or_else(|_| Timestamp::now())
             .to_string();
-        let events: Api<Event> = Api::namespaced(self.client.clone(), &ns);
-        let previous = self.seen.lock().expect("recorder lock").get(&key).cloned();
-        if let Some((ev_name, ev_ns, count)) = previous {
-            let patch = json!({"count": count + 1, "lastTimestamp": now});
-            let api: Api<Event> = Api::namespaced(self.client.clone(), &ev_ns);
-            if api
-                .patch(&ev_name, &PatchParams::default(), &Patch::Merge(patch))
-                .await
-                .is_ok()
-            {
-                self.seen
-                    .lock()
-                    .expect("recorder lock")
-                    .insert(key, (ev_name, ev_ns, count + 1));
-                return;
+        let inner = self.inner.clone();
+        // A repeat of an event already recorded raises its count.
+        let previous = {
+            let mut seen = inner.seen.lock().expect("recorder lock");
+            let prev = seen.get(&key).cloned();
+            if let Some((n, ns, count)) = &prev {
+                seen.insert(key.clone(), (n.clone(), ns.clone(), count + 1));
             }
+            prev
+        };
+        if let Some((ev_name, ev_ns, count)) = previous {
+            tokio::spawn(async move {
+                let api: Api<Event> = Api::namespaced(inner.client.clone(), &ev_ns);
+                let patch = json!({"count": count + 1, "lastTimestamp": now});
+                if let Err(e) = api
+                    .patch(&ev_name, &PatchParams::default(), &Patch::Merge(patch))
+                    .await
+                {
+                    tracing::debug!("counting event {ev_name}: {e}");
+                }
+            });
+            return;
         }
         // Kubernetes names events after the pod and the time in nanoseconds, so they list in order.
         let ev_name = format!("{name}.{:x}", unique_nanos());
@@ -91,9 +106,9 @@ impl Recorder {
             "reason": reason,
             "message": message,
             "type": type_,
-            "source": {"component": self.component, "host": self.host},
-            "reportingComponent": self.component,
-            "reportingInstance": self.host,
+            "source": {"component": inner.component, "host": inner.host},
+            "reportingComponent": inner.component,
+            "reportingInstance": inner.host,
             "count": 1,
             "firstTimestamp": now,
             "lastTimestamp": now,
@@ -101,16 +116,20 @@ impl Recorder {
         let Ok(ev) = serde_json::from_value::<Event>(ev) else {
             return;
         };
-        match events.create(&PostParams::default(), &ev).await {
-            Ok(_) => {
-                let mut seen = self.seen.lock().expect("recorder lock");
-                if seen.len() > 4096 {
-                    seen.clear();
-                }
-                seen.insert(key, (ev_name, ns, 1));
+        {
+            let mut seen = inner.seen.lock().expect("recorder lock");
+            if seen.len() > 4096 {
+                seen.clear();
             }
-            Err(e) => tracing::debug!("recording event {reason}: {e}"),
+            seen.insert(key, (ev_name, ns.clone(), 1));
         }
+        let reason = reason.to_string();
+        tokio::spawn(async move {
+            let events: Api<Event> = Api::namespaced(inner.client.clone(), &ns);
+            if let Err(e) = events.create(&PostParams::default(), &ev).await {
+                tracing::debug!("recording event {reason}: {e}");
+            }
+        });
     }
 }
 
