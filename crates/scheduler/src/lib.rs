@@ -1,6 +1,7 @@
-//! The pure core of skiff's scheduler: Kubernetes' default filter and score
-//! plugins over plain snapshots, the `FitError` message a FailedScheduling
-//! event carries, and the scheduling queue. No IO, no async; time is passed in.
+//! skiff's scheduler: Kubernetes' default filter and score plugins over
+//! plain snapshots, the `FitError` message a FailedScheduling event
+//! carries, the scheduling queue, and the loop that runs them as a client
+//! of the API. Everything but [`run`] is pure: no IO, time passed in.
 //!
 //! # Layout
 //! - [`resources`]: resource amounts and `PodRequests` (init containers, sidecars, overhead).
@@ -10,12 +11,14 @@
 //! - [`score`]: the score plugins, normalised and weighted.
 //! - [`schedule`]: one attempt, [`schedule()`], and [`FitError`].
 //! - [`queue`]: [`SchedulingQueue`] — active, back-off and unschedulable pods.
+//! - [`run`]: the scheduler loop: watches pods and nodes, places pods, binds them.
 
 pub mod filter;
 pub mod matching;
 pub mod node_info;
 pub mod queue;
 pub mod resources;
+pub mod run;
 pub mod schedule;
 pub mod score;
 

@@ -162,7 +162,7 @@ async fn agent(args: AgentArgs) -> Result<()> {
         address,
         roles: Vec::new(),
         crashloop_backoff_max: args.crashloop_backoff_max,
-        self_assign: true,
+        self_assign: false,
         runtime_status: status.map(|v| {
             format!(
                 "runc://{}",
@@ -231,6 +231,9 @@ struct ServerArgs {
     /// Run the control plane only, without the embedded node agent.
     #[arg(long)]
     disable_agent: bool,
+    /// Do not run the scheduler (pods stay Pending unless something else binds them).
+    #[arg(long)]
+    disable_scheduler: bool,
     /// Datastore: sqlite://PATH (default DATA_DIR/server/db/state.db).
     #[arg(long)]
     datastore_endpoint: Option<String>,
@@ -376,7 +379,7 @@ fn start_agent(
         address,
         roles: vec!["control-plane".into(), "master".into()],
         crashloop_backoff_max: backoff_max,
-        self_assign: true,
+        self_assign: false,
         runtime_status: status.map(|v| {
             format!(
                 "runc://{}",
@@ -455,6 +458,13 @@ async fn server(args: ServerArgs) -> Result<()> {
         args.data_dir.join("token").display(),
     );
     let (stop_agent, agent_shutdown) = tokio::sync::watch::channel(false);
+    if !args.disable_scheduler {
+        let client = kube::Client::new(
+            skiff_apiserver::inproc::InProcess(running.server.clone()),
+            "default",
+        );
+        tokio::spawn(skiff_scheduler::run::run(client, agent_shutdown.clone()));
+    }
     let agent = if args.disable_agent {
         None
     } else {

@@ -1190,3 +1190,48 @@ spec:
         "attach shows new output only: {text}"
     );
 }
+
+/// The scheduler: a pod whose nodeSelector no node matches stays Pending
+/// with Kubernetes' FailedScheduling message; labelling the node schedules it.
+#[test]
+fn scheduler_reports_failed_scheduling_then_places_the_pod() {
+    let Some(s) = Server::start(&[]) else { return };
+    let node = s.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+    s.apply(
+        "apiVersion: v1
+kind: Pod
+metadata: {name: picky}
+spec:
+  terminationGracePeriodSeconds: 1
+  nodeSelector: {disk: ssd}
+  containers:
+  - name: c
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: [sleep, '3600']
+",
+    );
+    let reason = wait_for("FailedScheduling", Duration::from_secs(20), || {
+        s.events("picky")
+            .into_iter()
+            .find(|(_, r, _, _)| r == "FailedScheduling")
+            .map(|(_, _, _, m)| m)
+    });
+    assert_eq!(
+        reason,
+        "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+    );
+    assert_eq!(
+        s.jsonpath(
+            "picky",
+            "{.status.conditions[?(@.type==\"PodScheduled\")].reason}"
+        ),
+        "Unschedulable"
+    );
+    assert_eq!(s.row("picky").unwrap().status, "Pending");
+    s.ok(&["label", "node", &node, "disk=ssd"]);
+    s.wait_row("picky", "Running", Duration::from_secs(30), |r| {
+        r.status == "Running"
+    });
+    assert_eq!(s.jsonpath("picky", "{.spec.nodeName}"), node);
+}
