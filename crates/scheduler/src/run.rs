@@ -159,6 +159,10 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
     let mut queue = SchedulingQueue::new();
     let mut reported: HashMap<String, String> = HashMap::new();
     let mut seed: u64 = 0;
+    // Bindings run concurrently; their results come back here.
+    let (bound_tx, mut bound_rx) = tokio::sync::mpsc::unbounded_channel::<(String, String, bool)>();
+    // Pods placed whose binding has not come back yet, with their node.
+    let mut inflight: HashMap<String, String> = HashMap::new();
     loop {
         let wait = queue
             .next_backoff_expiry()
@@ -173,9 +177,15 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             _ = shutdown.changed() => return,
             ev = pods_stream.next() => match ev {
-                Some(Ok(watcher::Event::Apply(p))) | Some(Ok(watcher::Event::InitApply(p))) => {
+                Some(Ok(watcher::Event::Apply(mut p))) | Some(Ok(watcher::Event::InitApply(mut p))) => {
                     let k = key(&p);
                     let now = Timestamp::now();
+                    if let Some(node) = inflight.get(&k)
+                        && p.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or("").is_empty()
+                    {
+                        // Still assumed on its node while the binding is in flight.
+                        p.spec.get_or_insert_with(Default::default).node_name = Some(node.clone());
+                    }
                     if wants(&p) {
                         queue.add(&k, pod_priority(&p), now);
                     } else {
@@ -224,6 +234,20 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
                 }
                 None => return,
             },
+            Some((k, node, ok)) = bound_rx.recv() => {
+                inflight.remove(&k);
+                if ok {
+                    queue.done(&k);
+                } else {
+                    // Un-assume and retry after the back-off.
+                    if let Some(p) = pods.get_mut(&k)
+                        && p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node.as_str())
+                    {
+                        p.spec.get_or_insert_with(Default::default).node_name = None;
+                    }
+                    queue.backoff(&k, Timestamp::now());
+                }
+            }
             _ = tokio::time::sleep(wait) => {}
         }
         // Place everything that is due.
@@ -244,30 +268,32 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
                 schedule(&pod, &snapshot, seed).map_err(|e: FitError| e.to_string())
             };
             match placed {
-                Ok(node) => match bind(&client, &pod, &node).await {
-                    Ok(()) => {
-                        queue.done(&qp.key);
-                        reported.remove(&qp.key);
-                        // Assume it there until the watch says so.
-                        if let Some(p) = pods.get_mut(&qp.key) {
-                            p.spec.get_or_insert_with(Default::default).node_name =
-                                Some(node.clone());
+                Ok(node) => {
+                    reported.remove(&qp.key);
+                    // Assume it there now, so the next pods of a burst see it; bind in the background.
+                    if let Some(p) = pods.get_mut(&qp.key) {
+                        p.spec.get_or_insert_with(Default::default).node_name = Some(node.clone());
+                    }
+                    inflight.insert(qp.key.clone(), node.clone());
+                    let (c, tx, k) = (client.clone(), bound_tx.clone(), qp.key.clone());
+                    tokio::spawn(async move {
+                        match bind(&c, &pod, &node).await {
+                            Ok(()) => {
+                                let _ = tx.send((k, node.clone(), true));
+                                let msg = format!(
+                                    "Successfully assigned {}/{} to {node}",
+                                    pod.metadata.namespace.as_deref().unwrap_or(""),
+                                    pod.metadata.name.as_deref().unwrap_or("")
+                                );
+                                record(&c, &pod, "Normal", "Scheduled", &msg).await;
+                            }
+                            Err(e) => {
+                                tracing::debug!("binding {k}: {e}");
+                                let _ = tx.send((k, node, false));
+                            }
                         }
-                        let (c, p) = (client.clone(), pod.clone());
-                        let msg = format!(
-                            "Successfully assigned {}/{} to {node}",
-                            pod.metadata.namespace.as_deref().unwrap_or(""),
-                            pod.metadata.name.as_deref().unwrap_or("")
-                        );
-                        tokio::spawn(
-                            async move { record(&c, &p, "Normal", "Scheduled", &msg).await },
-                        );
-                    }
-                    Err(e) => {
-                        tracing::debug!("binding {}: {e}", qp.key);
-                        queue.backoff(&qp.key, now);
-                    }
-                },
+                    });
+                }
                 Err(msg) => {
                     if reported.get(&qp.key) != Some(&msg) {
                         reported.insert(qp.key.clone(), msg.clone());
