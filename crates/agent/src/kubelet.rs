@@ -22,7 +22,7 @@ use crate::{spec, volume};
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::watcher;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -185,20 +185,22 @@ impl Kubelet {
                 return;
             }
         };
+        // Pods whose containers appeared, vanished or changed state since the last relist.
         let changed: HashSet<String> = {
             let old = self.snapshot.read().expect("snapshot lock");
-            let key = |c: &ContainerInfo| (c.id.clone(), format!("{:?}", c.state));
-            let before: HashSet<_> = old.containers.iter().map(key).collect();
-            let after: HashSet<_> = containers.iter().map(key).collect();
-            before
-                .symmetric_difference(&after)
-                .filter_map(|(id, _)| {
-                    old.containers
-                        .iter()
-                        .chain(containers.iter())
-                        .find(|c| &c.id == id)
-                        .and_then(|c| c.labels.get(labels::POD_UID).cloned())
-                })
+            let before: HashMap<&str, &ContainerInfo> =
+                old.containers.iter().map(|c| (c.id.as_str(), c)).collect();
+            let after: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
+            let differs = containers
+                .iter()
+                .filter(|c| before.get(c.id.as_str()).is_none_or(|b| b.state != c.state));
+            let gone = old
+                .containers
+                .iter()
+                .filter(|c| !after.contains(c.id.as_str()));
+            differs
+                .chain(gone)
+                .filter_map(|c| c.labels.get(labels::POD_UID).cloned())
                 .collect()
         };
         *self.snapshot.write().expect("snapshot lock") = Snapshot {
@@ -794,8 +796,7 @@ impl Worker {
                     }
                 }
             }
-            Action::KillPod { grace, reason } => {
-                let _ = reason;
+            Action::KillPod { grace, .. } => {
                 let running: Vec<ObservedContainer> = observed
                     .containers
                     .iter()
@@ -821,14 +822,9 @@ impl Worker {
                 }
             }
             Action::KillContainer {
-                id,
-                name,
-                message,
-                grace,
-                ..
+                id, message, grace, ..
             } => {
                 if let Some(c) = observed.containers.iter().find(|c| &c.id == id).cloned() {
-                    let _ = name;
                     self.stop(pod, &c, *grace, message).await;
                 }
             }
@@ -856,7 +852,7 @@ impl Worker {
                 let Some(sb) = observed.sandbox.clone() else {
                     return;
                 };
-                match self.start(pod, &c, init, *index, *attempt, &sb).await {
+                match self.start(pod, &c, init, *attempt, &sb).await {
                     Ok(()) => {
                         self.waiting.remove(&c.name);
                         if let Some(b) = backoff {
@@ -887,7 +883,7 @@ impl Worker {
             && let Some(pre) = spec.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref())
             && let ContainerState::Running { .. } = c.state
         {
-            self.run_handler(pod, spec, &c.id, pre, grace).await;
+            self.run_handler(spec, &c.id, pre, grace).await;
         }
         let spent = Timestamp::now().duration_since(started).unsigned_abs();
         let left = grace.saturating_sub(spent).max(Duration::from_secs(2));
@@ -898,7 +894,6 @@ impl Worker {
 
     async fn run_handler(
         &self,
-        pod: &Pod,
         c: &Container,
         id: &str,
         h: &k8s_openapi::api::core::v1::LifecycleHandler,
@@ -940,7 +935,6 @@ impl Worker {
         if let Some(sleep) = &h.sleep {
             tokio::time::sleep(Duration::from_secs(sleep.seconds.max(0) as u64).min(timeout)).await;
         }
-        let _ = pod;
         None
     }
 
@@ -1091,7 +1085,6 @@ impl Worker {
         pod: &Pod,
         c: &Container,
         init: bool,
-        index: usize,
         attempt: u32,
         sb: &Sandbox,
     ) -> Result<(), StartFailure> {
@@ -1194,7 +1187,6 @@ impl Worker {
         l.insert(extra_labels::HASH.to_string(), plan::container_hash(c));
         l.insert(extra_labels::IMAGE.to_string(), image.reference.clone());
         l.insert(extra_labels::IMAGE_ID.to_string(), image.id.clone());
-        let _ = index;
         let config = ContainerConfig {
             id: id.clone(),
             sandbox: sb.clone(),
@@ -1263,7 +1255,7 @@ impl Worker {
             .await;
         if let Some(post) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref())
             && let Some(err) = self
-                .run_handler(pod, c, &id, post, Duration::from_secs(30))
+                .run_handler(c, &id, post, Duration::from_secs(30))
                 .await
         {
             tracing::debug!("postStart of {}: {err}", c.name);
@@ -1424,36 +1416,64 @@ impl Worker {
         Ok(out)
     }
 
+    /// The values of a ConfigMap (`data`) or Secret (`data`, decoded) as the
+    /// environment sees them; None when the object does not exist.
+    async fn env_source(
+        &self,
+        ns: &str,
+        kind: EnvSource,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, String> {
+        match kind {
+            EnvSource::ConfigMap => Api::<ConfigMap>::namespaced(self.k.client.clone(), ns)
+                .get_opt(name)
+                .await
+                .map(|o| o.map(|cm| cm.data.unwrap_or_default()))
+                .map_err(|e| e.to_string()),
+            EnvSource::Secret => Api::<Secret>::namespaced(self.k.client.clone(), ns)
+                .get_opt(name)
+                .await
+                .map(|o| {
+                    o.map(|s| {
+                        s.data
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                            .collect()
+                    })
+                })
+                .map_err(|e| e.to_string()),
+        }
+    }
+
     /// The container's environment as (name, value), resolving valueFrom and envFrom.
     async fn resolve_env(&self, pod: &Pod, c: &Container) -> Result<Vec<(String, String)>, String> {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        let cms: Api<ConfigMap> = Api::namespaced(self.k.client.clone(), &ns);
-        let secrets: Api<Secret> = Api::namespaced(self.k.client.clone(), &ns);
+        // A source that is missing is an error unless the reference is optional.
+        let required = |kind: EnvSource,
+                        name: &str,
+                        optional: Option<bool>,
+                        found: Option<BTreeMap<String, String>>| match found
+        {
+            Some(m) => Ok(Some(m)),
+            None if optional == Some(true) => Ok(None),
+            None => Err(format!("{} \"{name}\" not found", kind.noun())),
+        };
         let mut out: Vec<(String, String)> = Vec::new();
         for ef in c.env_from.iter().flatten() {
             let prefix = ef.prefix.clone().unwrap_or_default();
-            if let Some(r) = &ef.config_map_ref {
-                match cms.get_opt(&r.name).await.map_err(|e| e.to_string())? {
-                    Some(cm) => out.extend(
-                        cm.data
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|(k, v)| (format!("{prefix}{k}"), v)),
-                    ),
-                    None if r.optional == Some(true) => {}
-                    None => return Err(format!("configmap \"{}\" not found", r.name)),
-                }
-            }
-            if let Some(r) = &ef.secret_ref {
-                match secrets.get_opt(&r.name).await.map_err(|e| e.to_string())? {
-                    Some(s) => out.extend(s.data.unwrap_or_default().into_iter().map(|(k, v)| {
-                        (
-                            format!("{prefix}{k}"),
-                            String::from_utf8_lossy(&v.0).into_owned(),
-                        )
-                    })),
-                    None if r.optional == Some(true) => {}
-                    None => return Err(format!("secret \"{}\" not found", r.name)),
+            let refs = [
+                ef.config_map_ref
+                    .as_ref()
+                    .map(|r| (EnvSource::ConfigMap, r.name.as_str(), r.optional)),
+                ef.secret_ref
+                    .as_ref()
+                    .map(|r| (EnvSource::Secret, r.name.as_str(), r.optional)),
+            ];
+            for (kind, name, optional) in refs.into_iter().flatten() {
+                let found = self.env_source(&ns, kind, name).await?;
+                if let Some(m) = required(kind, name, optional, found)? {
+                    out.extend(m.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)));
                 }
             }
         }
@@ -1467,65 +1487,66 @@ impl Worker {
                 continue;
             };
             if let Some(f) = &vf.field_ref {
+                let host_network = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.host_network)
+                    .unwrap_or(false);
                 let v = match f.field_path.as_str() {
                     "status.hostIP" | "status.hostIPs" => self.k.config.address.clone(),
-                    "status.podIP" | "status.podIPs" => {
-                        if pod
-                            .spec
-                            .as_ref()
-                            .and_then(|s| s.host_network)
-                            .unwrap_or(false)
-                        {
-                            self.k.config.address.clone()
-                        } else {
-                            String::new()
-                        }
+                    "status.podIP" | "status.podIPs" if host_network => {
+                        self.k.config.address.clone()
                     }
+                    "status.podIP" | "status.podIPs" => String::new(),
                     "spec.nodeName" => self.k.config.node_name.clone(),
                     p => volume::field_path_value(pod, p).unwrap_or_default(),
                 };
                 out.push((e.name.clone(), v));
-            } else if let Some(r) = &vf.resource_field_ref {
+                continue;
+            }
+            if let Some(r) = &vf.resource_field_ref {
                 let cname = r.container_name.clone().unwrap_or_else(|| c.name.clone());
-                let v = volume::resource_field_value(
-                    pod,
-                    Some(&cname),
-                    &r.resource,
-                    r.divisor.as_ref().map(|d| d.0.as_str()),
-                )
-                .unwrap_or_default();
+                let divisor = r.divisor.as_ref().map(|d| d.0.as_str());
+                let v = volume::resource_field_value(pod, Some(&cname), &r.resource, divisor)
+                    .unwrap_or_default();
                 out.push((e.name.clone(), v));
-            } else if let Some(r) = &vf.config_map_key_ref {
-                match cms.get_opt(&r.name).await.map_err(|e| e.to_string())? {
-                    Some(cm) => match cm.data.unwrap_or_default().get(&r.key) {
-                        Some(v) => out.push((e.name.clone(), v.clone())),
-                        None if r.optional == Some(true) => {}
-                        None => {
-                            return Err(format!(
-                                "couldn't find key {} in ConfigMap {ns}/{}",
-                                r.key, r.name
-                            ));
-                        }
-                    },
-                    None if r.optional == Some(true) => {}
-                    None => return Err(format!("configmap \"{}\" not found", r.name)),
-                }
-            } else if let Some(r) = &vf.secret_key_ref {
-                match secrets.get_opt(&r.name).await.map_err(|e| e.to_string())? {
-                    Some(s) => match s.data.unwrap_or_default().get(&r.key) {
-                        Some(v) => {
-                            out.push((e.name.clone(), String::from_utf8_lossy(&v.0).into_owned()))
-                        }
-                        None if r.optional == Some(true) => {}
-                        None => {
-                            return Err(format!(
-                                "couldn't find key {} in Secret {ns}/{}",
-                                r.key, r.name
-                            ));
-                        }
-                    },
-                    None if r.optional == Some(true) => {}
-                    None => return Err(format!("secret \"{}\" not found", r.name)),
+                continue;
+            }
+            let key_ref = vf
+                .config_map_key_ref
+                .as_ref()
+                .map(|r| {
+                    (
+                        EnvSource::ConfigMap,
+                        r.name.as_str(),
+                        r.key.as_str(),
+                        r.optional,
+                    )
+                })
+                .or_else(|| {
+                    vf.secret_key_ref.as_ref().map(|r| {
+                        (
+                            EnvSource::Secret,
+                            r.name.as_str(),
+                            r.key.as_str(),
+                            r.optional,
+                        )
+                    })
+                });
+            if let Some((kind, name, key, optional)) = key_ref {
+                let found = self.env_source(&ns, kind, name).await?;
+                let Some(values) = required(kind, name, optional, found)? else {
+                    continue;
+                };
+                match values.get(key) {
+                    Some(v) => out.push((e.name.clone(), v.clone())),
+                    None if optional == Some(true) => {}
+                    None => {
+                        return Err(format!(
+                            "couldn't find key {key} in {} {ns}/{name}",
+                            kind.kind()
+                        ));
+                    }
                 }
             }
         }
@@ -1562,6 +1583,31 @@ impl Worker {
         volume::tear_down(&self.k.pod_dir(&self.uid));
         let _ = remove_pod_cgroups(&self.uid);
         self.k.relist_now.notify_one();
+    }
+}
+
+/// Where an environment variable's value comes from.
+#[derive(Debug, Clone, Copy)]
+enum EnvSource {
+    ConfigMap,
+    Secret,
+}
+
+impl EnvSource {
+    /// As "not found" messages name it.
+    fn noun(self) -> &'static str {
+        match self {
+            EnvSource::ConfigMap => "configmap",
+            EnvSource::Secret => "secret",
+        }
+    }
+
+    /// As "couldn't find key" messages name it.
+    fn kind(self) -> &'static str {
+        match self {
+            EnvSource::ConfigMap => "ConfigMap",
+            EnvSource::Secret => "Secret",
+        }
     }
 }
 
@@ -1603,11 +1649,4 @@ fn remove_pod_cgroups(uid: &str) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Creates a Pod through the API (used by tests and tools).
-pub async fn create_pod(client: &kube::Client, ns: &str, pod: &Pod) -> kube::Result<Pod> {
-    Api::<Pod>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), pod)
-        .await
 }

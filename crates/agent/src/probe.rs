@@ -174,27 +174,24 @@ pub async fn connect_in(
     addr: SocketAddr,
     timeout: Duration,
 ) -> std::io::Result<tokio::net::TcpStream> {
-    let netns = netns.map(Path::to_path_buf);
-    let std_stream =
-        tokio::task::spawn_blocking(move || -> std::io::Result<std::net::TcpStream> {
-            if let Some(ns) = netns {
-                // Entering a namespace changes only this thread, which is thrown away after.
-                let f = std::fs::File::open(&ns)?;
-                let (tx, rx) = std::sync::mpsc::channel();
-                std::thread::spawn(move || {
-                    let r = nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
-                        .map_err(std::io::Error::from)
-                        .and_then(|_| std::net::TcpStream::connect_timeout(&addr, timeout));
-                    let _ = tx.send(r);
-                });
-                rx.recv()
-                    .map_err(|_| std::io::Error::other("probe thread died"))?
-            } else {
-                std::net::TcpStream::connect_timeout(&addr, timeout)
-            }
-        })
+    let Some(ns) = netns else {
+        return tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?;
+    };
+    // Entering a namespace changes only the calling thread: a throwaway one
+    // enters, connects and hands the socket back (it stays in the pod's namespace).
+    let f = std::fs::File::open(ns)?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let r = nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(std::io::Error::from)
+            .and_then(|_| std::net::TcpStream::connect_timeout(&addr, timeout));
+        let _ = tx.send(r);
+    });
+    let std_stream = rx
         .await
-        .map_err(|e| std::io::Error::other(e.to_string()))??;
+        .map_err(|_| std::io::Error::other("probe thread died"))??;
     std_stream.set_nonblocking(true)?;
     tokio::net::TcpStream::from_std(std_stream)
 }

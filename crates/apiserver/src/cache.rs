@@ -306,16 +306,6 @@ impl Cache {
         (items, inner.rev)
     }
 
-    /// Visits objects under `prefix` without collecting them.
-    pub fn count(&self, prefix: &str) -> usize {
-        let inner = self.inner.read().expect("cache lock");
-        inner
-            .objects
-            .range(prefix.to_string()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .count()
-    }
-
     /// Subscribes to changes after `after`. Fails with the oldest available
     /// revision when `after` is older than the history kept.
     pub fn subscribe(&self, after: Revision) -> Result<Subscription, Revision> {

@@ -143,7 +143,7 @@ async fn route(server: Arc<Server>, req: Request<Body>) -> ApiResult<Response> {
             let gv = rest.join("/");
             return match server.openapi().v3_document(&gv) {
                 Some(b) => Ok(json_response(StatusCode::OK, b)),
-                None => Err(ApiError::no_route(&path)),
+                None => Err(ApiError::no_route()),
             };
         }
         ["api"] => {
@@ -161,12 +161,12 @@ async fn route(server: Arc<Server>, req: Request<Body>) -> ApiResult<Response> {
         ["apis", g] => {
             return discovery::group(g)
                 .map(|v| value_response(StatusCode::OK, &v))
-                .ok_or_else(|| ApiError::no_route(&path));
+                .ok_or_else(ApiError::no_route);
         }
         ["apis", g, v] => {
             return discovery::resource_list(g, v)
                 .map(|v| value_response(StatusCode::OK, &v))
-                .ok_or_else(|| ApiError::no_route(&path));
+                .ok_or_else(ApiError::no_route);
         }
         _ => {}
     }
@@ -174,7 +174,7 @@ async fn route(server: Arc<Server>, req: Request<Body>) -> ApiResult<Response> {
     let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
         ["api", v, rest @ ..] => ("", v, rest),
         ["apis", g, v, rest @ ..] => (g, v, rest),
-        _ => return Err(ApiError::no_route(&path)),
+        _ => return Err(ApiError::no_route()),
     };
     if group.is_empty()
         && let [
@@ -202,7 +202,7 @@ async fn route(server: Arc<Server>, req: Request<Body>) -> ApiResult<Response> {
         });
         return crate::portforward::portforward_upgrade(req, connect);
     }
-    let target = parse_target(group, version, rest).ok_or_else(|| ApiError::no_route(&path))?;
+    let target = parse_target(group, version, rest).ok_or_else(ApiError::no_route)?;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -1003,11 +1003,6 @@ async fn watch(server: Arc<Server>, t: &Target, q: &Query, output: Output) -> Ap
                     (true, false) => "DELETED",
                     (false, false) => return None,
                 },
-            };
-            let kind = if ev.kind == WatchKind::Added && now_match {
-                "ADDED"
-            } else {
-                kind
             };
             Some(renderer.render_cached(kind, &ev.obj))
         };

@@ -1542,12 +1542,3 @@ impl ApiError {
         }
     }
 }
-
-/// Builds a `Map` from pairs (small helper for tests and handlers).
-pub fn obj(pairs: &[(&str, Value)]) -> Value {
-    let mut m = Map::new();
-    for (k, v) in pairs {
-        m.insert(k.to_string(), v.clone());
-    }
-    Value::Object(m)
-}

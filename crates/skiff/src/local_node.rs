@@ -161,15 +161,14 @@ impl NodeProxy for LocalNode {
 
     async fn attach(&self, t: &PodTarget, container: &str) -> Result<ExecProcess, ApiError> {
         self.check_node(t)?;
-        let attempt = match self.newest_container(t, container, None).await {
-            Some((id, ContainerState::Running { .. })) => id,
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "container {container} is not running"
-                )));
-            }
-        };
-        let _ = attempt;
+        if !matches!(
+            self.newest_container(t, container, None).await,
+            Some((_, ContainerState::Running { .. }))
+        ) {
+            return Err(ApiError::bad_request(format!(
+                "container {container} is not running"
+            )));
+        }
         let dir = Kubelet::log_path(&self.agent_dir, &t.namespace, &t.name, &t.uid, container, 0)
             .parent()
             .expect("log dir")
