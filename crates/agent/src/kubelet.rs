@@ -55,6 +55,8 @@ pub struct AgentConfig {
     pub self_assign: bool,
     /// The runtime's version, or why it cannot run.
     pub runtime_status: Result<String, String>,
+    /// The port the node's kubelet endpoint listens on (`--kubelet-port`).
+    pub kubelet_port: u16,
 }
 
 /// Shared state of a running agent.
@@ -231,6 +233,7 @@ pub async fn run(
         address: config.address.clone(),
         roles: config.roles.clone(),
         runtime: config.runtime_status.clone(),
+        kubelet_port: config.kubelet_port,
     };
     node::register(&client, &machine, &node_config).await?;
     let kubelet = Arc::new(Kubelet {

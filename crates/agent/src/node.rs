@@ -88,6 +88,8 @@ pub struct NodeConfig {
     pub roles: Vec<String>,
     /// The runtime's version ("runc://1.1.5"), or why it cannot run.
     pub runtime: Result<String, String>,
+    /// The port of the node's kubelet endpoint (logs, exec, port-forward).
+    pub kubelet_port: u16,
 }
 
 /// The status part of the Node: capacity, conditions, addresses, info.
@@ -142,7 +144,7 @@ pub fn node_status(
             {"type": "InternalIP", "address": config.address},
             {"type": "Hostname", "address": config.name},
         ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": config.kubelet_port}},
         "nodeInfo": {
             "machineID": machine.machine_id,
             "systemUUID": machine.machine_id,
@@ -311,6 +313,7 @@ mod tests {
             address: "10.0.0.5".into(),
             roles: vec!["control-plane".into()],
             runtime: Ok("runc://1.1.5".into()),
+            kubelet_port: 10250,
         };
         let s = node_status(&machine(), &cfg, Timestamp::now(), None);
         assert_eq!(s["capacity"]["cpu"], "2");
@@ -337,6 +340,7 @@ mod tests {
             address: "10.0.0.5".into(),
             roles: vec![],
             runtime: Err("runc not found in PATH".into()),
+            kubelet_port: 10250,
         };
         let s = node_status(&machine(), &cfg, Timestamp::now(), None);
         let ready = s["conditions"]
@@ -359,6 +363,7 @@ mod tests {
             address: "a".into(),
             roles: vec![],
             runtime: Ok("runc://1".into()),
+            kubelet_port: 10250,
         };
         let t0: Timestamp = "2026-11-28T05:00:00Z".parse().unwrap();
         let first = node_status(&machine(), &cfg, t0, None);

@@ -84,10 +84,7 @@ pub fn apply_defaults(r: &ResourceInfo, obj: &mut Value) {
 /// - DefaultTolerationSeconds: `node.kubernetes.io/not-ready` and
 ///   `node.kubernetes.io/unreachable` `NoExecute` tolerations for 300 s, unless a
 ///   toleration for that taint (or a wildcard one) is present.
-/// - Priority: without `priorityClassName`, `priority` 0 and `preemptionPolicy`
-///   `PreemptLowerPriority`; the built-in `system-node-critical` and
-///   `system-cluster-critical` classes get their fixed priorities. Other classes need
-///   a PriorityClass lookup and are left to the caller.
+/// - Priority needs PriorityClass lookups; the apiserver's registry resolves it.
 /// - `enableServiceLinks` true.
 ///
 /// Values already set are kept.
@@ -140,20 +137,6 @@ pub fn admit_pod(pod: &mut Value) {
         }
     }
 
-    let class = spec
-        .get("priorityClassName")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let priority = match class {
-        "" => Some(0),
-        "system-node-critical" => Some(2_000_001_000),
-        "system-cluster-critical" => Some(2_000_000_000),
-        _ => None,
-    };
-    if let Some(p) = priority {
-        default_val(spec, "priority", json!(p));
-        default_val(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-    }
     default_val(spec, "enableServiceLinks", json!(true));
 }
 
@@ -1420,8 +1403,11 @@ mod tests {
         let spec = &pod["spec"];
         assert_eq!(spec["serviceAccountName"], "default");
         assert_eq!(spec["serviceAccount"], "default");
-        assert_eq!(spec["priority"], 0);
-        assert_eq!(spec["preemptionPolicy"], "PreemptLowerPriority");
+        assert_eq!(
+            spec["priority"],
+            Value::Null,
+            "the registry resolves priority"
+        );
         assert_eq!(spec["enableServiceLinks"], true);
         assert_eq!(
             spec["tolerations"],
@@ -1451,16 +1437,15 @@ mod tests {
                         "effect": "NoExecute", "tolerationSeconds": 300}]}),
             ),
             (
-                // A wildcard toleration tolerates both taints; a system class sets its priority.
+                // A wildcard toleration tolerates both taints.
                 json!({"serviceAccount": "legacy", "priorityClassName": "system-node-critical",
                     "tolerations": [{"operator": "Exists"}]}),
                 json!({"serviceAccount": "legacy", "priorityClassName": "system-node-critical",
                     "tolerations": [{"operator": "Exists"}], "serviceAccountName": "legacy",
-                    "priority": 2000001000, "preemptionPolicy": "PreemptLowerPriority",
                     "enableServiceLinks": true}),
             ),
             (
-                // Unknown classes are left for the caller to resolve.
+                // Classes are left for the registry to resolve.
                 json!({"serviceAccountName": "a", "priorityClassName": "high",
                     "tolerations": [{"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"}]}),
                 json!({"serviceAccountName": "a", "priorityClassName": "high",

@@ -56,6 +56,30 @@ pub async fn ensure_builtin(
         )
         .await?;
     }
+    // Kubernetes' two built-in PriorityClasses.
+    for (name, value, description) in [
+        (
+            "system-node-critical",
+            2_000_001_000,
+            "Used for system critical pods that must not be moved from their current node.",
+        ),
+        (
+            "system-cluster-critical",
+            2_000_000_000,
+            "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+        ),
+    ] {
+        create_if_absent(
+            server,
+            "scheduling.k8s.io",
+            "priorityclasses",
+            None,
+            json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                "metadata": {"name": name}, "value": value, "globalDefault": false,
+                "description": description, "preemptionPolicy": "PreemptLowerPriority"}),
+        )
+        .await?;
+    }
     create_if_absent(
         server,
         "",

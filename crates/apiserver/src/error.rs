@@ -163,6 +163,16 @@ impl ApiError {
             .with_details(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}))
     }
 
+    /// 403 for a path the caller may not use.
+    pub fn forbidden_path(path: &str) -> Self {
+        Self::new(
+            403,
+            "Forbidden",
+            format!("forbidden: User cannot access path \"{path}\""),
+        )
+        .with_details(json!({}))
+    }
+
     /// 500.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(
@@ -175,6 +185,30 @@ impl ApiError {
     /// 503.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(503, "ServiceUnavailable", message)
+    }
+
+    /// The error a remote `Status` object (e.g. from an agent) describes.
+    pub fn from_status(code: u16, status: &Value) -> Self {
+        let reason = match status["reason"].as_str().unwrap_or("") {
+            "BadRequest" => "BadRequest",
+            "NotFound" => "NotFound",
+            "Forbidden" => "Forbidden",
+            "Unauthorized" => "Unauthorized",
+            "ServiceUnavailable" => "ServiceUnavailable",
+            "Timeout" => "Timeout",
+            "TooManyRequests" => "TooManyRequests",
+            _ if code == 400 => "BadRequest",
+            _ => "InternalError",
+        };
+        let mut e = Self::new(
+            code,
+            reason,
+            status["message"].as_str().unwrap_or("").to_string(),
+        );
+        if status["details"].is_object() {
+            e.details = Some(status["details"].clone());
+        }
+        e
     }
 
     /// The `Status` object.

@@ -192,10 +192,8 @@ async fn route(server: Arc<Server>, req: Request<Body>) -> ApiResult<Response> {
     {
         let pods = catalog::lookup("", "v1", "pods").expect("pods");
         let obj = server.registry().get(pods, Some(ns), name).await?;
-        let target = Arc::new(crate::node::target(&obj.value)?);
-        let proxy = server.node_proxy().ok_or_else(|| {
-            ApiError::unavailable(format!("no agent serves node {:?}", target.node))
-        })?;
+        let target = Arc::new(server.pod_target(&obj.value).await?);
+        let proxy = server.node_proxy(&target.node);
         let connect: crate::portforward::Connector = Arc::new(move |port| {
             let (proxy, target) = (proxy.clone(), target.clone());
             Box::pin(async move { proxy.connect(&target, port).await })
@@ -403,11 +401,9 @@ async fn pod_stream(
 ) -> ApiResult<Response> {
     let pods = catalog::lookup("", "v1", "pods").expect("pods");
     let obj = server.registry().get(pods, Some(ns), name).await?;
-    let target = crate::node::target(&obj.value)?;
+    let target = server.pod_target(&obj.value).await?;
     let container = crate::node::pick_container(&obj.value, query.get("container"))?;
-    let proxy = server
-        .node_proxy()
-        .ok_or_else(|| ApiError::unavailable(format!("no agent serves node {:?}", target.node)))?;
+    let proxy = server.node_proxy(&target.node);
     match sub {
         "log" => {
             let int = |k: &str| -> ApiResult<Option<i64>> {

@@ -10,7 +10,9 @@
 //! - [`cache`]: the watch cache.
 //! - [`discovery`], [`openapi`]: what clients read to learn the API.
 //! - [`table`]: Table and PartialObjectMetadata negotiation.
-//! - [`node`]: reaching a pod's node for logs and exec (the [`node::NodeProxy`] boundary).
+//! - [`node`]: reaching a pod's node for logs and exec (the [`node::NodeProxy`] boundary);
+//!   [`node_client`] and [`node_server`]: both ends of the HTTPS protocol to
+//!   remote agents' kubelet endpoints.
 //! - [`protobuf`]: decoding of the protobuf request bodies kubectl's typed clients send.
 //! - [`bootstrap`]: built-in objects and the namespace controller.
 //! - [`tls`]: the CA and serving certificate.
@@ -23,6 +25,8 @@ pub mod error;
 pub mod handlers;
 pub mod inproc;
 pub mod node;
+pub mod node_client;
+pub mod node_server;
 pub mod openapi;
 pub mod portforward;
 mod proto_schema;
@@ -137,9 +141,14 @@ pub struct Server {
     registry: registry::Registry,
     openapi: OnceLock<openapi::OpenApi>,
     ready: AtomicBool,
-    tokens: HashSet<String>,
-    ca_pem: String,
-    node_proxy: std::sync::RwLock<Option<Arc<dyn node::NodeProxy>>>,
+    admin_token: String,
+    /// The join token and its secret part: what a new agent presents.
+    join_tokens: HashSet<String>,
+    /// The key node tokens are derived from.
+    node_key: Vec<u8>,
+    pki: tls::Pki,
+    local_node: std::sync::RwLock<Option<(String, Arc<dyn node::NodeProxy>)>>,
+    remote_nodes: Arc<node_client::RemoteNodes>,
     /// `host:port` clients reach the server at.
     pub address: String,
 }
@@ -155,19 +164,39 @@ impl Server {
         self.openapi.get_or_init(openapi::OpenApi::build)
     }
 
-    /// Plugs in the way to reach nodes (the embedded agent, remote agents).
-    pub fn set_node_proxy(&self, proxy: Arc<dyn node::NodeProxy>) {
-        *self.node_proxy.write().expect("node proxy lock") = Some(proxy);
+    /// Plugs in the embedded agent, reached in-process for its node `node_name`.
+    pub fn set_node_proxy(&self, node_name: &str, proxy: Arc<dyn node::NodeProxy>) {
+        *self.local_node.write().expect("node proxy lock") = Some((node_name.to_string(), proxy));
     }
 
-    /// The way to reach nodes, if any.
-    pub fn node_proxy(&self) -> Option<Arc<dyn node::NodeProxy>> {
-        self.node_proxy.read().expect("node proxy lock").clone()
+    /// The way to `node`: the embedded agent for its own node, HTTPS to the
+    /// kubelet endpoint for every other.
+    pub fn node_proxy(&self, node: &str) -> Arc<dyn node::NodeProxy> {
+        if let Some((name, proxy)) = self.local_node.read().expect("node proxy lock").as_ref()
+            && name == node
+        {
+            return proxy.clone();
+        }
+        self.remote_nodes.clone()
+    }
+
+    /// The pod target of a logs, exec or port-forward request, with its node's
+    /// kubelet endpoint filled in.
+    pub async fn pod_target(
+        &self,
+        pod: &serde_json::Value,
+    ) -> Result<node::PodTarget, error::ApiError> {
+        let mut target = node::target(pod)?;
+        let nodes = skiff_api::catalog::lookup("", "v1", "nodes").expect("nodes");
+        if let Ok(n) = self.registry.get(nodes, None, &target.node).await {
+            target.kubelet = node::kubelet_endpoint(&n.value);
+        }
+        Ok(target)
     }
 
     /// The cluster CA (PEM), served at `/cacerts` for agents to pin.
     pub fn ca_pem(&self) -> &str {
-        &self.ca_pem
+        &self.pki.ca_pem
     }
 
     /// Whether bootstrap finished.
@@ -175,19 +204,91 @@ impl Server {
         self.ready.load(Ordering::Acquire)
     }
 
-    fn authenticated(&self, req: &Request<Body>) -> bool {
-        let Some(h) = req
+    /// Who a request's bearer token says it is.
+    fn authenticate(&self, req: &Request<Body>) -> Option<Identity> {
+        let token = req
             .headers()
             .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-        else {
-            return false;
-        };
-        match h.strip_prefix("Bearer ") {
-            Some(t) => self.tokens.contains(t.trim()),
-            None => false,
+            .and_then(|v| v.to_str().ok())?
+            .strip_prefix("Bearer ")?
+            .trim();
+        if token == self.admin_token {
+            return Some(Identity::Admin);
         }
+        if self.join_tokens.contains(token) {
+            return Some(Identity::Joining);
+        }
+        let (name, _) = token.strip_prefix(NODE_TOKEN_PREFIX)?.rsplit_once(':')?;
+        (self.node_token(name) == token).then(|| Identity::Node(name.to_string()))
     }
+
+    /// The bearer token of node `name`: `skiff-node:<name>:<HMAC-SHA256 of the
+    /// name under the cluster secret>`. Nothing to store; a new cluster secret
+    /// revokes them all.
+    pub fn node_token(&self, name: &str) -> String {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.node_key)
+            .expect("HMAC takes any key length");
+        mac.update(b"node:");
+        mac.update(name.as_bytes());
+        format!(
+            "{NODE_TOKEN_PREFIX}{name}:{}",
+            hex::encode(mac.finalize().into_bytes())
+        )
+    }
+
+    /// `POST /v1-skiff/node-credentials` (join token only): a node's own
+    /// bearer token and the serving certificate of its kubelet endpoint.
+    fn node_credentials(&self, body: &[u8]) -> Result<serde_json::Value, error::ApiError> {
+        let req: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| error::ApiError::bad_request(format!("node credentials request: {e}")))?;
+        let name = req["nodeName"].as_str().unwrap_or("");
+        let errs = skiff_api::validation::is_dns1123_subdomain(name);
+        if name.is_empty() || !errs.is_empty() {
+            return Err(error::ApiError::bad_request(format!(
+                "invalid node name {name:?}: {}",
+                errs.join("; ")
+            )));
+        }
+        let mut names = vec![name.to_string()];
+        names.extend(
+            req["addresses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str())
+                .filter(|a| a.parse::<IpAddr>().is_ok())
+                .map(str::to_string),
+        );
+        let (cert, key) = self
+            .pki
+            .issue(
+                &format!("system:node:{name}"),
+                Some("system:nodes"),
+                &names,
+                tls::Usage::Server,
+            )
+            .map_err(|e| error::ApiError::internal(e.to_string()))?;
+        Ok(serde_json::json!({
+            "token": self.node_token(name),
+            "caCert": self.pki.ca_pem,
+            "servingCert": cert,
+            "servingKey": key,
+        }))
+    }
+}
+
+const NODE_TOKEN_PREFIX: &str = "skiff-node:";
+
+/// Who is calling, from the bearer token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Identity {
+    /// The admin kubeconfig.
+    Admin,
+    /// An agent that has only the join token yet.
+    Joining,
+    /// A node agent with its own token (`system:node:<name>`).
+    Node(String),
 }
 
 /// Paths anyone may read, as Kubernetes' system:public-info-viewer allows.
@@ -334,19 +435,21 @@ pub async fn start_with_store(
         service_cidr: config.service_cidr,
         ..Default::default()
     };
-    let mut tokens = HashSet::new();
-    tokens.insert(admin_token.clone());
     // Agents present the join token (or its secret part, as k3s allows).
-    tokens.insert(join_token.clone());
-    tokens.insert(secret.clone());
+    let join_tokens: HashSet<String> = [join_token.clone(), secret.clone()].into();
+    let remote_nodes = Arc::new(node_client::RemoteNodes::new(pki.kubelet_client.clone()));
+    let ca_pem = pki.ca_pem.clone();
     let address = format!("{}:{}", host, local.port());
     let server = Arc::new(Server {
         registry: registry::Registry::new(store, cache, reg_config),
         openapi: OnceLock::new(),
         ready: AtomicBool::new(false),
-        tokens,
-        ca_pem: pki.ca_pem.clone(),
-        node_proxy: std::sync::RwLock::new(None),
+        admin_token: admin_token.clone(),
+        join_tokens,
+        node_key: secret.clone().into_bytes(),
+        pki,
+        local_node: std::sync::RwLock::new(None),
+        remote_nodes,
         address: address.clone(),
     });
 
@@ -359,7 +462,7 @@ pub async fn start_with_store(
     write_kubeconfig(
         &kubeconfig,
         &format!("https://{url_host}:{}", local.port()),
-        &pki.ca_pem,
+        &ca_pem,
         &admin_token,
     )
     .map_err(|source| StartError::Io {
@@ -371,7 +474,7 @@ pub async fn start_with_store(
     let task = tokio::spawn(accept_loop(
         server.clone(),
         listener,
-        pki.server_config.clone(),
+        server.pki.server_config.clone(),
         shutdown_rx.clone(),
     ));
 
@@ -389,7 +492,7 @@ pub async fn start_with_store(
         server,
         addr: local,
         kubeconfig,
-        ca_pem: pki.ca_pem,
+        ca_pem,
         admin_token,
         shutdown,
         task,
@@ -420,8 +523,31 @@ pub async fn serve_request(server: Arc<Server>, req: Request<Body>) -> Response<
 }
 
 async fn serve_authenticated(server: Arc<Server>, req: Request<Body>) -> Response<Body> {
-    if !public_path(req.uri().path()) && !server.authenticated(&req) {
-        return axum::response::IntoResponse::into_response(error::ApiError::unauthorized());
+    use axum::response::IntoResponse;
+    if public_path(req.uri().path()) {
+        return handlers::handle(server, req).await;
+    }
+    let Some(who) = server.authenticate(&req) else {
+        return error::ApiError::unauthorized().into_response();
+    };
+    if req.uri().path() == "/v1-skiff/node-credentials" {
+        if !matches!(who, Identity::Admin | Identity::Joining) || req.method() != http::Method::POST
+        {
+            return error::ApiError::forbidden_path(req.uri().path()).into_response();
+        }
+        let body = match http_body_util::BodyExt::collect(http_body_util::Limited::new(
+            req.into_body(),
+            64 * 1024,
+        ))
+        .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return error::ApiError::bad_request(e.to_string()).into_response(),
+        };
+        return match server.node_credentials(&body) {
+            Ok(v) => axum::Json(v).into_response(),
+            Err(e) => e.into_response(),
+        };
     }
     handlers::handle(server, req).await
 }

@@ -26,6 +26,8 @@ pub struct PodTarget {
     pub uid: String,
     /// The node it is bound to.
     pub node: String,
+    /// The node's kubelet endpoint (InternalIP and kubelet port), when known.
+    pub kubelet: Option<std::net::SocketAddr>,
     /// The pod object.
     pub pod: Value,
 }
@@ -63,6 +65,13 @@ pub struct ExecProcess {
     pub resize: Option<Box<dyn Fn(u16, u16) + Send + Sync>>,
 }
 
+/// A byte stream to a port inside a pod (a TCP connection, or a tunnel to one).
+pub trait Conn: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Conn for T {}
+
+/// A connection [`NodeProxy::connect`] opened.
+pub type PodConn = Box<dyn Conn>;
+
 /// The apiserver's way to a node.
 #[async_trait::async_trait]
 pub trait NodeProxy: Send + Sync + 'static {
@@ -85,11 +94,7 @@ pub trait NodeProxy: Send + Sync + 'static {
     /// Attaches to a running container's output (its stdout and stderr from now on).
     async fn attach(&self, target: &PodTarget, container: &str) -> Result<ExecProcess, ApiError>;
     /// Opens a TCP connection to `port` inside the pod's network namespace (for port-forward).
-    async fn connect(
-        &self,
-        target: &PodTarget,
-        port: u16,
-    ) -> Result<tokio::net::TcpStream, ApiError>;
+    async fn connect(&self, target: &PodTarget, port: u16) -> Result<PodConn, ApiError>;
 }
 
 /// Picks the container a logs or exec request means, as Kubernetes does:
@@ -145,18 +150,42 @@ pub fn target(pod: &Value) -> Result<PodTarget, ApiError> {
         name,
         uid: pod["metadata"]["uid"].as_str().unwrap_or("").to_string(),
         node,
+        kubelet: None,
         pod: pod.clone(),
     })
 }
 
+/// A node's kubelet endpoint as the apiserver reaches it: the first InternalIP
+/// (else any address that is an IP) and `status.daemonEndpoints.kubeletEndpoint.Port`.
+pub fn kubelet_endpoint(node: &Value) -> Option<std::net::SocketAddr> {
+    let status = &node["status"];
+    let port = status["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_u64()?;
+    let addresses = status["addresses"].as_array()?;
+    let ip = addresses
+        .iter()
+        .filter(|a| a["type"] == "InternalIP")
+        .chain(addresses.iter())
+        .find_map(|a| a["address"].as_str()?.parse::<std::net::IpAddr>().ok())?;
+    Some(std::net::SocketAddr::new(ip, u16::try_from(port).ok()?))
+}
+
 const PROTOCOLS: &[&str] = &["v5.channel.k8s.io", "v4.channel.k8s.io"];
 
-/// Answers an exec upgrade: negotiates the subprotocol, returns 101, and
-/// then pumps the process's streams over the WebSocket.
-pub fn exec_upgrade(
+/// The upgraded connection a WebSocket handler gets.
+pub type Upgraded =
+    tokio_tungstenite::WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Answers a WebSocket upgrade with one of `protocols` (the first the client
+/// offers, in our order): returns 101 and runs `serve` on the connection.
+pub fn websocket_upgrade<F, Fut>(
     mut req: Request<axum::body::Body>,
-    process: BoxFuture<'static, Result<ExecProcess, ApiError>>,
-) -> Result<Response<axum::body::Body>, ApiError> {
+    protocols: &'static [&'static str],
+    serve: F,
+) -> Result<Response<axum::body::Body>, ApiError>
+where
+    F: FnOnce(Upgraded, &'static str) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let key = req
         .headers()
         .get("sec-websocket-key")
@@ -170,17 +199,16 @@ pub fn exec_upgrade(
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(',').map(|s| s.trim().to_string()))
         .collect();
-    let protocol = PROTOCOLS
+    let protocol: &'static str = protocols
         .iter()
         .find(|p| offered.iter().any(|o| o == *p))
-        .ok_or_else(|| ApiError::bad_request(format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports {PROTOCOLS:?}")))?;
-    let v5 = *protocol == "v5.channel.k8s.io";
+        .ok_or_else(|| ApiError::bad_request(format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports {protocols:?}")))?;
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
-                tracing::debug!("exec upgrade: {e}");
+                tracing::debug!("websocket upgrade: {e}");
                 return;
             }
         };
@@ -191,7 +219,7 @@ pub fn exec_upgrade(
             None,
         )
         .await;
-        pump(ws, process, v5).await;
+        serve(ws, protocol).await;
     });
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     let mut resp = Response::new(axum::body::Body::empty());
@@ -205,6 +233,17 @@ pub fn exec_upgrade(
     );
     h.insert("sec-websocket-protocol", HeaderValue::from_static(protocol));
     Ok(resp)
+}
+
+/// Answers an exec upgrade: negotiates the subprotocol, returns 101, and
+/// then pumps the process's streams over the WebSocket.
+pub fn exec_upgrade(
+    req: Request<axum::body::Body>,
+    process: BoxFuture<'static, Result<ExecProcess, ApiError>>,
+) -> Result<Response<axum::body::Body>, ApiError> {
+    websocket_upgrade(req, PROTOCOLS, move |ws, protocol| {
+        pump(ws, process, protocol == "v5.channel.k8s.io")
+    })
 }
 
 fn status_message(code: i32, command: &str) -> Value {

@@ -23,6 +23,7 @@
 //! a sync flush.
 
 use crate::error::ApiError;
+use crate::node::PodConn;
 use axum::body::Body;
 use bytes::Bytes;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
@@ -32,12 +33,11 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 /// Opens a TCP connection to a port inside the pod.
 pub type Connector =
-    Arc<dyn Fn(u16) -> BoxFuture<'static, Result<TcpStream, ApiError>> + Send + Sync>;
+    Arc<dyn Fn(u16) -> BoxFuture<'static, Result<PodConn, ApiError>> + Send + Sync>;
 
 /// The port-forward stream protocol (`X-Stream-Protocol-Version`).
 pub const PROTOCOL: &str = "portforward.k8s.io";
@@ -636,7 +636,7 @@ impl Frame {
 /// opens a TCP stream to that port in the pod.
 pub fn portforward_upgrade(
     mut req: Request<Body>,
-    connect: Arc<dyn Fn(u16) -> BoxFuture<'static, Result<TcpStream, ApiError>> + Send + Sync>,
+    connect: Connector,
 ) -> Result<Response<Body>, ApiError> {
     let upgrade = req
         .headers()
@@ -1034,7 +1034,7 @@ async fn forward(out: mpsc::Sender<Frame>, connect: Connector, port: u16, error:
             return;
         }
     };
-    let (mut rd, mut wr) = tcp.into_split();
+    let (mut rd, mut wr) = tokio::io::split(tcp);
     let upstream = async {
         while let Some(ev) = data_rx.recv().await {
             match ev {
@@ -1394,8 +1394,9 @@ mod tests {
         });
         let connect: Connector = Arc::new(|p: u16| {
             Box::pin(async move {
-                TcpStream::connect(("127.0.0.1", p))
+                tokio::net::TcpStream::connect(("127.0.0.1", p))
                     .await
+                    .map(|t| Box::new(t) as PodConn)
                     .map_err(|e| ApiError::internal(e.to_string()))
             })
         });

@@ -508,6 +508,75 @@ impl Registry {
         }
     }
 
+    /// Kubernetes' Priority admission: a pod's `priorityClassName` (or, without
+    /// one, the `globalDefault` class) becomes `spec.priority` and
+    /// `spec.preemptionPolicy`; an unknown class or a conflicting value given
+    /// in the spec is refused with 403.
+    fn admit_priority(&self, pod: &mut Value) -> ApiResult<()> {
+        let pcr = catalog::lookup("scheduling.k8s.io", "v1", "priorityclasses")
+            .expect("priorityclasses served");
+        let pod_name = meta::name(pod).to_string();
+        let forbidden =
+            |why: String| ApiError::forbidden(format!("pods \"{pod_name}\" is forbidden: {why}"));
+        let spec = meta::object_at(pod, &["spec"]);
+        let class_name = spec
+            .get("priorityClassName")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let class = if class_name.is_empty() {
+            // The default class with the lowest value, as Kubernetes picks among several.
+            let (classes, _) = self.cache.list(&prefix(pcr, None), None);
+            classes
+                .into_iter()
+                .filter(|c| c.value["globalDefault"] == true)
+                .min_by_key(|c| c.value["value"].as_i64().unwrap_or(0))
+        } else {
+            Some(
+                self.cache
+                    .get(&key(pcr, None, &class_name))
+                    .ok_or_else(|| {
+                        forbidden(format!("no PriorityClass with name {class_name} was found"))
+                    })?,
+            )
+        };
+        let (name, value, policy) = match &class {
+            Some(c) => (
+                meta::name(&c.value).to_string(),
+                c.value["value"].as_i64().unwrap_or(0),
+                c.value["preemptionPolicy"]
+                    .as_str()
+                    .unwrap_or("PreemptLowerPriority")
+                    .to_string(),
+            ),
+            None => (String::new(), 0, "PreemptLowerPriority".to_string()),
+        };
+        match spec.get("priority").and_then(Value::as_i64) {
+            Some(p) if p != value => {
+                return Err(forbidden(format!(
+                    "the integer value of priority ({p}) must not be provided in pod spec; priority admission controller computed {value} from the given PriorityClass name"
+                )));
+            }
+            _ => {}
+        }
+        match spec.get("preemptionPolicy").and_then(Value::as_str) {
+            Some(p) if p != policy && class.is_some() => {
+                return Err(forbidden(format!(
+                    "the string value of PreemptionPolicy ({p}) must not be provided in pod spec; priority admission controller computed {policy} from the given PriorityClass name"
+                )));
+            }
+            Some(_) => {}
+            None => {
+                spec.insert("preemptionPolicy".into(), json!(policy));
+            }
+        }
+        if !name.is_empty() {
+            spec.insert("priorityClassName".into(), json!(name));
+        }
+        spec.insert("priority".into(), json!(value));
+        Ok(())
+    }
+
     /// CREATE.
     pub async fn create(
         &self,
@@ -588,6 +657,7 @@ impl Registry {
         defaults::apply_defaults(storage, &mut stored);
         if storage.resource == "pods" {
             defaults::admit_pod(&mut stored);
+            self.admit_priority(&mut stored)?;
         }
         let name = meta::name(&stored).to_string();
         let errs = validation::validate_create(storage, &stored);

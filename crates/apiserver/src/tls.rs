@@ -38,6 +38,138 @@ pub struct Pki {
     pub ca_pem: String,
     /// The server's TLS configuration.
     pub server_config: Arc<rustls::ServerConfig>,
+    /// How the server reaches agents: trusts only the cluster CA and presents a
+    /// client certificate the CA signed (`kube-apiserver-kubelet-client`).
+    pub kubelet_client: Arc<rustls::ClientConfig>,
+    ca_key: KeyPair,
+}
+
+/// What a certificate is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    /// A TLS server (a node's kubelet endpoint).
+    Server,
+    /// A TLS client.
+    Client,
+}
+
+impl Pki {
+    /// Signs a fresh key pair with the cluster CA: `(certificate PEM, key PEM)`.
+    /// `names` become subject alternative names (IP addresses or DNS names).
+    pub fn issue(
+        &self,
+        common_name: &str,
+        organization: Option<&str>,
+        names: &[String],
+        usage: Usage,
+    ) -> Result<(String, String), TlsError> {
+        let issuer = Issuer::new(ca_params(), &self.ca_key);
+        let key = KeyPair::generate()?;
+        let cert =
+            leaf_params(common_name, organization, names, usage)?.signed_by(&key, &issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
+fn leaf_params(
+    common_name: &str,
+    organization: Option<&str>,
+    names: &[String],
+    usage: Usage,
+) -> Result<CertificateParams, TlsError> {
+    let mut params = CertificateParams::default();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    if let Some(o) = organization {
+        params.distinguished_name.push(DnType::OrganizationName, o);
+    }
+    params.extended_key_usages = vec![match usage {
+        Usage::Server => ExtendedKeyUsagePurpose::ServerAuth,
+        Usage::Client => ExtendedKeyUsagePurpose::ClientAuth,
+    }];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2124, 1, 1);
+    for n in names {
+        let san = match n.parse::<std::net::IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(n.clone().try_into()?),
+        };
+        if !params.subject_alt_names.contains(&san) {
+            params.subject_alt_names.push(san);
+        }
+    }
+    Ok(params)
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn general(e: impl std::fmt::Display) -> TlsError {
+    TlsError::Rustls(rustls::Error::General(e.to_string()))
+}
+
+fn parse_certs(pem: &str) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, TlsError> {
+    let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(general)?;
+    if certs.is_empty() {
+        return Err(general("no certificate in PEM"));
+    }
+    Ok(certs)
+}
+
+fn parse_key(pem: &str) -> Result<rustls::pki_types::PrivateKeyDer<'static>, TlsError> {
+    rustls_pemfile::private_key(&mut pem.as_bytes())
+        .map_err(general)?
+        .ok_or_else(|| general("no private key in PEM"))
+}
+
+fn roots(ca_pem: &str) -> Result<rustls::RootCertStore, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in parse_certs(ca_pem)? {
+        roots.add(c)?;
+    }
+    Ok(roots)
+}
+
+/// A client configuration that trusts only `ca_pem` and presents `cert_pem`/`key_pem`.
+pub fn client_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots(ca_pem)?)
+        .with_client_auth_cert(parse_certs(cert_pem)?, parse_key(key_pem)?)?;
+    Ok(Arc::new(config))
+}
+
+/// A node's kubelet endpoint: serves `cert_pem`/`key_pem` and accepts only
+/// clients presenting a certificate the cluster CA (`ca_pem`) signed.
+pub fn kubelet_server_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots(ca_pem)?),
+        provider(),
+    )
+    .build()
+    .map_err(general)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(parse_certs(cert_pem)?, parse_key(key_pem)?)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> TlsError + '_ {
@@ -99,40 +231,30 @@ pub fn load_or_create(dir: &Path, names: &[String]) -> Result<Pki, TlsError> {
         (pem, key)
     };
     let issuer = Issuer::new(ca_params(), &ca_key_pair);
-
-    let mut params = CertificateParams::default();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "kube-apiserver");
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2124, 1, 1);
-    for n in names {
-        let san = match n.parse::<std::net::IpAddr>() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(n.clone().try_into()?),
-        };
-        if !params.subject_alt_names.contains(&san) {
-            params.subject_alt_names.push(san);
-        }
-    }
     let serving_key = KeyPair::generate()?;
-    let serving = params.signed_by(&serving_key, &issuer)?;
+    let serving = leaf_params("kube-apiserver", None, names, Usage::Server)?
+        .signed_by(&serving_key, &issuer)?;
     let crt_path = dir.join("serving-kube-apiserver.crt");
     let key_path = dir.join("serving-kube-apiserver.key");
     write_private(&crt_path, format!("{}{}", serving.pem(), ca_pem).as_bytes())
         .map_err(io_err(&crt_path))?;
     write_private(&key_path, serving_key.serialize_pem().as_bytes()).map_err(io_err(&key_path))?;
 
+    // The identity the server shows agents when it reaches their kubelet endpoint.
+    let client_key = KeyPair::generate()?;
+    let client = leaf_params(
+        "kube-apiserver-kubelet-client",
+        Some("system:masters"),
+        &[],
+        Usage::Client,
+    )?
+    .signed_by(&client_key, &issuer)?;
+    let kubelet_client = client_config(&ca_pem, &client.pem(), &client_key.serialize_pem())?;
+
     let certs = vec![serving.der().clone()];
     let key = rustls::pki_types::PrivateKeyDer::try_from(serving_key.serialize_der())
         .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
@@ -140,6 +262,8 @@ pub fn load_or_create(dir: &Path, names: &[String]) -> Result<Pki, TlsError> {
     Ok(Pki {
         ca_pem,
         server_config: Arc::new(config),
+        kubelet_client,
+        ca_key: ca_key_pair,
     })
 }
 

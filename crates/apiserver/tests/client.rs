@@ -718,3 +718,225 @@ async fn secret_string_data_is_merged_into_data_and_never_stored() {
     assert!(secrets.get("creds").await.unwrap().string_data.is_none());
     running.stop().await;
 }
+
+#[tokio::test]
+async fn priority_classes_resolve_into_pod_priority_as_admission_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path()).await;
+    let c = client(&running).await;
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+    let pcs: Api<k8s_openapi::api::scheduling::v1::PriorityClass> = Api::all(c.clone());
+    let create = |name: &str, spec_extra: serde_json::Value| {
+        let mut p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}});
+        for (k, v) in spec_extra.as_object().unwrap() {
+            p["spec"][k] = v.clone();
+        }
+        serde_json::from_value::<Pod>(p).unwrap()
+    };
+    let spec_of = |p: &Pod| {
+        let s = p.spec.as_ref().unwrap();
+        (
+            s.priority,
+            s.priority_class_name.clone(),
+            s.preemption_policy.clone(),
+        )
+    };
+
+    // The built-in classes exist, as in Kubernetes.
+    let names: Vec<String> = pcs
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    assert!(
+        names.contains(&"system-node-critical".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"system-cluster-critical".to_string()),
+        "{names:?}"
+    );
+
+    // No class and no default: priority 0.
+    let p = pods
+        .create(&PostParams::default(), &create("plain", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(
+        spec_of(&p),
+        (Some(0), None, Some("PreemptLowerPriority".into()))
+    );
+
+    // A named class gives its value and policy.
+    pcs.create(
+        &PostParams::default(),
+        &serde_json::from_value(
+            json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": "batch"}, "value": 100, "preemptionPolicy": "Never"}),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let p = pods
+        .create(
+            &PostParams::default(),
+            &create("b", json!({"priorityClassName": "batch"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        spec_of(&p),
+        (Some(100), Some("batch".into()), Some("Never".into()))
+    );
+    let p = pods
+        .create(
+            &PostParams::default(),
+            &create(
+                "crit",
+                json!({"priorityClassName": "system-cluster-critical"}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(spec_of(&p).0, Some(2_000_000_000));
+
+    // An unknown class, or a priority that disagrees with the class: 403, nothing stored.
+    for (name, extra, want) in [
+        (
+            "u",
+            json!({"priorityClassName": "nope"}),
+            "pods \"u\" is forbidden: no PriorityClass with name nope was found",
+        ),
+        (
+            "v",
+            json!({"priorityClassName": "batch", "priority": 7}),
+            "pods \"v\" is forbidden: the integer value of priority (7) must not be provided in pod spec; priority admission controller computed 100 from the given PriorityClass name",
+        ),
+    ] {
+        match pods
+            .create(&PostParams::default(), &create(name, extra))
+            .await
+            .unwrap_err()
+        {
+            kube::Error::Api(s) => {
+                assert_eq!((s.code, s.message.as_str()), (403, want));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(pods.get_opt(name).await.unwrap().is_none());
+    }
+
+    // A globalDefault class applies to pods that name none.
+    pcs.create(
+        &PostParams::default(),
+        &serde_json::from_value(
+            json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": "normal"}, "value": 1000, "globalDefault": true}),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let p = pods
+        .create(&PostParams::default(), &create("d", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(
+        spec_of(&p),
+        (
+            Some(1000),
+            Some("normal".into()),
+            Some("PreemptLowerPriority".into())
+        )
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn the_join_token_buys_a_node_its_own_token_and_kubelet_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path()).await;
+    let admin = client(&running).await;
+    let join_token = std::fs::read_to_string(dir.path().join("token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let with_token = |t: &str| {
+        let kc = Kubeconfig::read_from(&running.kubeconfig).unwrap();
+        let t = t.to_string();
+        async move {
+            let mut cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .unwrap();
+            cfg.auth_info.token = Some(t.into());
+            kube::Client::try_from(cfg).unwrap()
+        }
+    };
+    let ask = |c: kube::Client, name: &str| {
+        let body =
+            serde_json::to_vec(&json!({"nodeName": name, "addresses": ["127.0.0.1"]})).unwrap();
+        async move {
+            c.request::<serde_json::Value>(
+                http::Request::post("/v1-skiff/node-credentials")
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let creds = ask(with_token(&join_token).await, "worker-1")
+        .await
+        .unwrap();
+    let node_token = creds["token"].as_str().unwrap().to_string();
+    assert!(
+        node_token.starts_with("skiff-node:worker-1:"),
+        "{node_token}"
+    );
+    assert!(
+        creds["servingCert"]
+            .as_str()
+            .unwrap()
+            .contains("BEGIN CERTIFICATE")
+    );
+    assert!(
+        creds["servingKey"]
+            .as_str()
+            .unwrap()
+            .contains("PRIVATE KEY")
+    );
+    assert_eq!(creds["caCert"].as_str().unwrap(), running.ca_pem);
+
+    // The node token works for the API, and is the same on every ask.
+    let node = with_token(&node_token).await;
+    let pods: Api<Pod> = Api::namespaced(node.clone(), "default");
+    pods.list(&ListParams::default()).await.unwrap();
+    let again = ask(admin.clone(), "worker-1").await.unwrap();
+    assert_eq!(again["token"], creds["token"]);
+
+    // A node token cannot mint credentials, nor pass for another node.
+    match ask(node, "worker-2").await.unwrap_err() {
+        kube::Error::Api(s) => assert_eq!(s.code, 403),
+        other => panic!("unexpected {other:?}"),
+    }
+    let forged = node_token.replace("worker-1", "worker-2");
+    let pods: Api<Pod> = Api::namespaced(with_token(&forged).await, "default");
+    match pods.list(&ListParams::default()).await.unwrap_err() {
+        kube::Error::Api(s) => assert_eq!(s.code, 401),
+        other => panic!("unexpected {other:?}"),
+    }
+    // A bad node name is refused.
+    match ask(with_token(&join_token).await, "Bad_Name")
+        .await
+        .unwrap_err()
+    {
+        kube::Error::Api(s) => assert_eq!(s.code, 400),
+        other => panic!("unexpected {other:?}"),
+    }
+    running.stop().await;
+}

@@ -9,7 +9,7 @@ use skiff_agent::logs::{self, LogOptions};
 use skiff_agent::runtime::runc::RuncRuntime;
 use skiff_agent::runtime::{ContainerState, Runtime, labels};
 use skiff_apiserver::error::ApiError;
-use skiff_apiserver::node::{ExecProcess, LogRequest, NodeProxy, PodTarget};
+use skiff_apiserver::node::{ExecProcess, LogRequest, NodeProxy, PodConn, PodTarget};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -242,7 +242,7 @@ impl NodeProxy for LocalNode {
         })
     }
 
-    async fn connect(&self, t: &PodTarget, port: u16) -> Result<tokio::net::TcpStream, ApiError> {
+    async fn connect(&self, t: &PodTarget, port: u16) -> Result<PodConn, ApiError> {
         self.check_node(t)?;
         let runc = self
             .runc
@@ -265,6 +265,7 @@ impl NodeProxy for LocalNode {
             std::time::Duration::from_secs(5),
         )
         .await
+        .map(|s| Box::new(s) as PodConn)
         .map_err(|e| {
             ApiError::internal(format!(
                 "error forwarding port {port} to pod {}, uid {}: {e}",

@@ -53,6 +53,10 @@ struct AgentArgs {
     /// The longest crash-loop back-off between container restarts.
     #[arg(long, default_value = "300s", value_parser = parse_duration)]
     crashloop_backoff_max: std::time::Duration,
+    /// The port of this node's kubelet endpoint, which the server calls for logs,
+    /// exec and port-forward (agents sharing a machine need distinct ports).
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
 }
 
 /// Splits a k3s-style join token `K10<sha256 of the CA>::server:<secret>`.
@@ -69,9 +73,19 @@ fn parse_token(token: &str) -> (Option<String>, String) {
     }
 }
 
-/// Connects to a server: fetches its CA, checks it against the token's pin
-/// before sending any credential, then builds a client that trusts only it.
-async fn join(server: &str, token: &str) -> Result<kube::Client> {
+/// What a node gets when it joins: a client with its own credentials, and
+/// the certificate of its kubelet endpoint.
+struct Joined {
+    client: kube::Client,
+    ca_pem: String,
+    serving_cert: String,
+    serving_key: String,
+}
+
+/// Joins a server: fetches its CA and checks it against the token's pin
+/// before sending any credential, then trades the join token for the node's
+/// own token and kubelet serving certificate, and connects with those.
+async fn join(server: &str, token: &str, node_name: &str, address: &str) -> Result<Joined> {
     let url: http::Uri = server
         .parse()
         .with_context(|| format!("--server {server:?} is not a URL"))?;
@@ -108,14 +122,18 @@ async fn join(server: &str, token: &str) -> Result<kube::Client> {
     if der.is_empty() {
         bail!("the server at {server} sent no CA certificate");
     }
-    let mut cfg = kube::Config::new(url);
-    cfg.root_cert = Some(der);
-    cfg.auth_info.token = Some(token.to_string().into());
-    let client = kube::Client::try_from(cfg).context("building a client")?;
-    client
-        .request_text(
-            http::Request::get("/api")
-                .body(Vec::new())
+    let client_with = |token: &str| {
+        let mut cfg = kube::Config::new(url.clone());
+        cfg.root_cert = Some(der.clone());
+        cfg.auth_info.token = Some(token.to_string().into());
+        kube::Client::try_from(cfg).context("building a client")
+    };
+    let body = serde_json::json!({"nodeName": node_name, "addresses": [address]});
+    let creds: serde_json::Value = client_with(token)?
+        .request(
+            http::Request::post("/v1-skiff/node-credentials")
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(serde_json::to_vec(&body)?)
                 .expect("valid request"),
         )
         .await
@@ -125,13 +143,71 @@ async fn join(server: &str, token: &str) -> Result<kube::Client> {
             }
             other => anyhow::anyhow!("joining {server}: {other}"),
         })?;
-    Ok(client)
+    let field = |k: &str| -> Result<String> {
+        creds[k]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("the server at {server} sent node credentials without {k}"))
+    };
+    Ok(Joined {
+        client: client_with(&field("token")?)?,
+        ca_pem: ca,
+        serving_cert: field("servingCert")?,
+        serving_key: field("servingKey")?,
+    })
+}
+
+/// A node's runtime: runc itself when it runs here (for logs and exec), the
+/// runtime the kubelet drives, and the runtime's version or why it cannot run.
+struct NodeRuntime {
+    runc: Option<std::sync::Arc<skiff_agent::runtime::runc::RuncRuntime>>,
+    runtime: std::sync::Arc<dyn skiff_agent::runtime::Runtime>,
+    status: Result<String, String>,
+}
+
+/// The node's container runtime: runc when this machine can run it, else a
+/// runtime that says why not.
+fn node_runtime(agent_dir: &std::path::Path, node_name: &str) -> Result<NodeRuntime> {
+    use skiff_agent::runtime::{Runtime, Unavailable, runc::RuncRuntime};
+    use std::sync::Arc;
+    let exe = std::env::current_exe().context("locating the skiff binary for the shim")?;
+    let status = RuncRuntime::check();
+    let runc: Result<Arc<RuncRuntime>, String> = match &status {
+        Ok(_) => RuncRuntime::new(
+            agent_dir.join("containers"),
+            vec![exe.to_string_lossy().into_owned(), "shim".into()],
+        )
+        .map(Arc::new)
+        .map_err(|e| e.to_string()),
+        Err(why) => Err(why.clone()),
+    };
+    let runtime: Arc<dyn Runtime> = match &runc {
+        Ok(r) => r.clone(),
+        Err(why) => {
+            eprintln!("skiff agent: cannot run containers: {why}; node {node_name} stays NotReady");
+            Arc::new(Unavailable(why.clone()))
+        }
+    };
+    let version = match (&runc, status) {
+        (Ok(_), Ok(v)) => Ok(format!(
+            "runc://{}",
+            v.trim_start_matches("runc version ")
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+        )),
+        (Err(why), _) => Err(why.clone()),
+        (_, Err(why)) => Err(why),
+    };
+    Ok(NodeRuntime {
+        runc: runc.ok(),
+        runtime,
+        status: version,
+    })
 }
 
 async fn agent(args: AgentArgs) -> Result<()> {
-    use skiff_agent::runtime::{Runtime, Unavailable, runc::RuncRuntime};
     use std::sync::Arc;
-    let client = join(&args.server, &args.token).await?;
     let node_name = args.node_name.clone().unwrap_or_else(hostname);
     let address = args
         .node_ip
@@ -140,20 +216,57 @@ async fn agent(args: AgentArgs) -> Result<()> {
         })
         .map(|a| a.to_string())
         .unwrap_or_else(|| "127.0.0.1".into());
+    let joined = join(&args.server, &args.token, &node_name, &address).await?;
     let agent_dir = args.data_dir.join("agent");
     std::fs::create_dir_all(&agent_dir)
         .with_context(|| format!("creating {}", agent_dir.display()))?;
-    let exe = std::env::current_exe().context("locating the skiff binary for the shim")?;
-    let status = RuncRuntime::check();
-    let runtime: Arc<dyn Runtime> = match &status {
-        Ok(_) => Arc::new(RuncRuntime::new(
-            agent_dir.join("containers"),
-            vec![exe.to_string_lossy().into_owned(), "shim".into()],
-        )?),
-        Err(why) => {
-            eprintln!("skiff agent: cannot run containers: {why}; node {node_name} stays NotReady");
-            Arc::new(Unavailable(why.clone()))
-        }
+    // Kept as k3s keeps them, for inspection; every start asks afresh.
+    for (file, contents) in [
+        ("server-ca.crt", &joined.ca_pem),
+        ("serving-kubelet.crt", &joined.serving_cert),
+        ("serving-kubelet.key", &joined.serving_key),
+    ] {
+        let path = agent_dir.join(file);
+        skiff_apiserver::tls::write_private(&path, contents.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let NodeRuntime {
+        runc,
+        runtime,
+        status: runtime_status,
+    } = node_runtime(&agent_dir, &node_name)?;
+
+    // The kubelet endpoint the server reaches for logs, exec and port-forward.
+    let bind: IpAddr = args.node_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let listener = tokio::net::TcpListener::bind((bind, args.kubelet_port))
+        .await
+        .with_context(|| {
+            format!(
+                "listening on {bind}:{} for the kubelet endpoint (another agent on this machine? give each its own --kubelet-port)",
+                args.kubelet_port
+            )
+        })?;
+    let tls = skiff_apiserver::tls::kubelet_server_config(
+        &joined.ca_pem,
+        &joined.serving_cert,
+        &joined.serving_key,
+    )
+    .context("the kubelet serving certificate")?;
+    let pods: skiff_apiserver::node_server::PodLookup = {
+        let client = joined.client.clone();
+        Arc::new(move |ns: String, name: String| {
+            let client = client.clone();
+            Box::pin(async move { get_pod(&client, &ns, &name).await })
+        })
+    };
+    let node_server = skiff_apiserver::node_server::NodeServer {
+        node_name: node_name.clone(),
+        proxy: Arc::new(local_node::LocalNode {
+            agent_dir: agent_dir.clone(),
+            node_name: node_name.clone(),
+            runc,
+        }),
+        pods,
     };
     let images = skiff_agent::image::ImageStore::open(&agent_dir.join("images"))?;
     let config = skiff_agent::kubelet::AgentConfig {
@@ -163,20 +276,26 @@ async fn agent(args: AgentArgs) -> Result<()> {
         roles: Vec::new(),
         crashloop_backoff_max: args.crashloop_backoff_max,
         self_assign: false,
-        runtime_status: status.map(|v| {
-            format!(
-                "runc://{}",
-                v.trim_start_matches("runc version ")
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("")
-            )
-        }),
+        runtime_status,
+        kubelet_port: listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or(args.kubelet_port),
     };
     eprintln!("skiff agent: node {node_name} joined {}", args.server);
     let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(skiff_apiserver::node_server::serve(
+        listener,
+        tls,
+        node_server,
+        shutdown.clone(),
+    ));
     let task = tokio::spawn(skiff_agent::kubelet::run(
-        client, runtime, images, config, shutdown,
+        joined.client,
+        runtime,
+        images,
+        config,
+        shutdown,
     ));
     tokio::select! {
         _ = shutdown_signal() => {}
@@ -188,6 +307,29 @@ async fn agent(args: AgentArgs) -> Result<()> {
     eprintln!("skiff agent: shutting down (containers keep running)");
     let _ = stop.send(true);
     Ok(())
+}
+
+/// A pod as the API has it, for the kubelet endpoint.
+async fn get_pod(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> Result<serde_json::Value, skiff_apiserver::error::ApiError> {
+    let path = format!("/api/v1/namespaces/{ns}/pods/{name}");
+    client
+        .request::<serde_json::Value>(
+            http::Request::get(path)
+                .body(Vec::new())
+                .expect("valid request"),
+        )
+        .await
+        .map_err(|e| match e {
+            kube::Error::Api(s) => skiff_apiserver::error::ApiError::from_status(
+                s.code,
+                &serde_json::json!({"message": s.message, "reason": s.reason}),
+            ),
+            other => skiff_apiserver::error::ApiError::unavailable(other.to_string()),
+        })
 }
 
 #[derive(Subcommand)]
@@ -327,47 +469,23 @@ fn start_agent(
     backoff_max: std::time::Duration,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>> {
-    use skiff_agent::runtime::{Runtime, Unavailable, runc::RuncRuntime};
     use std::sync::Arc;
     let agent_dir = data_dir.join("agent");
     std::fs::create_dir_all(&agent_dir)
         .with_context(|| format!("creating {}", agent_dir.display()))?;
-    let exe = std::env::current_exe().context("locating the skiff binary for the shim")?;
-    let status = RuncRuntime::check();
-    let runc: Option<Arc<RuncRuntime>> = match &status {
-        Ok(_) => match RuncRuntime::new(
-            agent_dir.join("containers"),
-            vec![exe.to_string_lossy().into_owned(), "shim".into()],
-        ) {
-            Ok(r) => Some(Arc::new(r)),
-            Err(e) => {
-                eprintln!(
-                    "skiff agent: cannot run containers: {e}; node {node_name} stays NotReady"
-                );
-                None
-            }
-        },
-        Err(why) => {
-            eprintln!("skiff agent: cannot run containers: {why}; node {node_name} stays NotReady");
-            None
-        }
-    };
-    let runtime: Arc<dyn Runtime> = match &runc {
-        Some(r) => r.clone(),
-        None => Arc::new(Unavailable(
-            status
-                .clone()
-                .err()
-                .unwrap_or_else(|| "the runc runtime failed to start".into()),
-        )),
-    };
-    running
-        .server
-        .set_node_proxy(Arc::new(local_node::LocalNode {
+    let NodeRuntime {
+        runc,
+        runtime,
+        status: runtime_status,
+    } = node_runtime(&agent_dir, &node_name)?;
+    running.server.set_node_proxy(
+        &node_name,
+        Arc::new(local_node::LocalNode {
             agent_dir: agent_dir.clone(),
             node_name: node_name.clone(),
-            runc: runc.clone(),
-        }));
+            runc,
+        }),
+    );
     let images = skiff_agent::image::ImageStore::open(&agent_dir.join("images"))?;
     let client = kube::Client::new(
         skiff_apiserver::inproc::InProcess(running.server.clone()),
@@ -380,15 +498,8 @@ fn start_agent(
         roles: vec!["control-plane".into(), "master".into()],
         crashloop_backoff_max: backoff_max,
         self_assign: false,
-        runtime_status: status.map(|v| {
-            format!(
-                "runc://{}",
-                v.trim_start_matches("runc version ")
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("")
-            )
-        }),
+        runtime_status,
+        kubelet_port: 10250,
     };
     Ok(tokio::spawn(async move {
         if let Err(e) = skiff_agent::kubelet::run(client, runtime, images, config, shutdown).await {

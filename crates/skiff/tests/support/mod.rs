@@ -107,6 +107,15 @@ pub struct Server {
     child: Option<Child>,
     extra: Vec<String>,
     log_n: u32,
+    port: u16,
+    agents: Vec<Agent>,
+}
+
+/// A `skiff agent` joined to the test's server, its data dir under the server's.
+pub struct Agent {
+    /// Its node name.
+    pub name: String,
+    child: Option<Child>,
 }
 
 impl Server {
@@ -138,6 +147,8 @@ impl Server {
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             log_n: 0,
+            port: 0,
+            agents: Vec::new(),
         };
         s.spawn();
         Some(s)
@@ -147,9 +158,79 @@ impl Server {
         self.dir.path()
     }
 
+    /// Starts `skiff agent` as node `name` (data dir `DATA/name`, its own
+    /// kubelet port on loopback) and waits until the node is Ready.
+    pub fn join_agent(&mut self, name: &str, extra: &[&str]) {
+        let dir = self.data().join(name);
+        let st = Command::new(skiff_bin())
+            .args(["image", "import"])
+            .arg(busybox_image())
+            .arg("--data-dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "skiff image import failed");
+        let token = std::fs::read_to_string(self.data().join("token")).unwrap();
+        let log = std::fs::File::create(self.data().join(format!("agent-{name}.log"))).unwrap();
+        let child = Command::new(skiff_bin())
+            .arg("agent")
+            .args(["--server", &format!("https://127.0.0.1:{}", self.port)])
+            .args(["--token", token.trim()])
+            .args(["--node-name", name, "--node-ip", "127.0.0.1"])
+            .args(["--kubelet-port", &free_port().to_string()])
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(extra)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("skiff agent runs");
+        self.agents.push(Agent {
+            name: name.to_string(),
+            child: Some(child),
+        });
+        wait_for(
+            &format!("node {name} Ready"),
+            Duration::from_secs(30),
+            || {
+                let out = self.kubectl(&[
+                    "get",
+                    "node",
+                    name,
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+                ]);
+                (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
+            },
+        );
+    }
+
+    /// SIGKILLs agent `name` (its containers live on, as after a node crash).
+    pub fn kill_agent(&mut self, name: &str) {
+        if let Some(a) = self.agents.iter_mut().find(|a| a.name == name)
+            && let Some(mut c) = a.child.take()
+        {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The agent data dirs: the embedded agent's and each joined agent's.
+    fn agent_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = vec![self.data().join("agent")];
+        dirs.extend(
+            self.agents
+                .iter()
+                .map(|a| self.data().join(&a.name).join("agent")),
+        );
+        dirs
+    }
+
     /// Spawns the server process on a fresh port and waits until it answers.
     pub fn spawn(&mut self) {
         let port = free_port();
+        self.port = port;
         self.log_n += 1;
         let log =
             std::fs::File::create(self.data().join(format!("server-{}.log", self.log_n))).unwrap();
@@ -321,25 +402,32 @@ impl Server {
         }
     }
 
-    /// Every pod uid that ever ran here (from the log directories).
+    /// Every pod uid that ever ran here (from the log directories of every agent).
     pub fn pod_uids(&self) -> Vec<String> {
-        std::fs::read_dir(self.data().join("agent/logs"))
-            .map(|rd| {
-                rd.flatten()
-                    .filter_map(|e| {
-                        let n = e.file_name().to_string_lossy().into_owned();
-                        n.rsplit('_').next().map(str::to_string)
+        self.agent_dirs()
+            .iter()
+            .flat_map(|dir| {
+                std::fs::read_dir(dir.join("logs"))
+                    .map(|rd| {
+                        rd.flatten()
+                            .filter_map(|e| {
+                                let n = e.file_name().to_string_lossy().into_owned();
+                                n.rsplit('_').next().map(str::to_string)
+                            })
+                            .collect::<Vec<_>>()
                     })
-                    .collect()
+                    .unwrap_or_default()
             })
-            .unwrap_or_default()
+            .collect()
     }
 
     pub fn runtime_dirs_empty(&self) -> bool {
-        ["containers", "sandboxes"].iter().all(|d| {
-            std::fs::read_dir(self.data().join("agent/containers").join(d))
-                .map(|mut rd| rd.next().is_none())
-                .unwrap_or(true)
+        self.agent_dirs().iter().all(|dir| {
+            ["containers", "sandboxes"].iter().all(|d| {
+                std::fs::read_dir(dir.join("containers").join(d))
+                    .map(|mut rd| rd.next().is_none())
+                    .unwrap_or(true)
+            })
         })
     }
 }
@@ -371,6 +459,15 @@ impl Drop for Server {
                     eprintln!("{l}");
                 }
             }
+            for a in &self.agents {
+                let log = std::fs::read_to_string(data.join(format!("agent-{}.log", a.name)))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                eprintln!("--- agent {} log (tail) ---", a.name);
+                for l in tail.into_iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
         }
         // Let the agent stop and remove its pods, then stop the server.
         if self.child.is_some() {
@@ -388,27 +485,35 @@ impl Drop for Server {
             }
         }
         let uids = self.pod_uids();
+        let agent_dirs = self.agent_dirs();
+        for a in &mut self.agents {
+            if let Some(mut c) = a.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
         self.kill9();
         // Whatever is left: containers, shims, mounts, cgroups of this data dir.
-        let runc_root = data.join("agent/containers/runc");
-        if let Ok(out) = Command::new("runc")
-            .arg("--root")
-            .arg(&runc_root)
-            .args(["list", "-q"])
-            .output()
-        {
-            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("runc")
-                    .arg("--root")
-                    .arg(&runc_root)
-                    .args(["kill", "--all", id, "KILL"])
-                    .output();
-                std::thread::sleep(Duration::from_millis(100));
-                let _ = Command::new("runc")
-                    .arg("--root")
-                    .arg(&runc_root)
-                    .args(["delete", "--force", id])
-                    .output();
+        for runc_root in agent_dirs.iter().map(|d| d.join("containers/runc")) {
+            if let Ok(out) = Command::new("runc")
+                .arg("--root")
+                .arg(&runc_root)
+                .args(["list", "-q"])
+                .output()
+            {
+                for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("runc")
+                        .arg("--root")
+                        .arg(&runc_root)
+                        .args(["kill", "--all", id, "KILL"])
+                        .output();
+                    std::thread::sleep(Duration::from_millis(100));
+                    let _ = Command::new("runc")
+                        .arg("--root")
+                        .arg(&runc_root)
+                        .args(["delete", "--force", id])
+                        .output();
+                }
             }
         }
         if let Ok(rd) = std::fs::read_dir("/proc") {
