@@ -39,8 +39,16 @@ struct AgentArgs {
     #[arg(long, short = 's', env = "SKIFF_URL")]
     server: String,
     /// The join token from the server's DATA_DIR/token.
-    #[arg(long, short = 't', env = "SKIFF_TOKEN")]
-    token: String,
+    #[arg(
+        long,
+        short = 't',
+        env = "SKIFF_TOKEN",
+        required_unless_present = "token_file"
+    )]
+    token: Option<String>,
+    /// A file holding the join token (e.g. a copy of the server's DATA_DIR/token).
+    #[arg(long, env = "SKIFF_TOKEN_FILE", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
     /// Where the agent keeps containers, images and logs.
     #[arg(long, short = 'd', default_value_os_t = default_data_dir())]
     data_dir: PathBuf,
@@ -216,7 +224,15 @@ async fn agent(args: AgentArgs) -> Result<()> {
         })
         .map(|a| a.to_string())
         .unwrap_or_else(|| "127.0.0.1".into());
-    let joined = join(&args.server, &args.token, &node_name, &address).await?;
+    let token = match (&args.token, &args.token_file) {
+        (Some(t), _) => t.trim().to_string(),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .with_context(|| format!("reading --token-file {}", f.display()))?
+            .trim()
+            .to_string(),
+        (None, None) => bail!("give the join token with --token or --token-file"),
+    };
+    let joined = join(&args.server, &token, &node_name, &address).await?;
     let agent_dir = args.data_dir.join("agent");
     std::fs::create_dir_all(&agent_dir)
         .with_context(|| format!("creating {}", agent_dir.display()))?;
@@ -561,11 +577,18 @@ async fn server(args: ServerArgs) -> Result<()> {
     let running = skiff_apiserver::start(config)
         .await
         .context("starting the server")?;
+    let join_host = if args.bind_address.is_unspecified() {
+        skiff_apiserver::bootstrap::advertise_address(args.bind_address)
+            .unwrap_or(args.bind_address)
+    } else {
+        args.bind_address
+    };
     eprintln!(
-        "skiff server ready in {} ms on https://{}\n  export KUBECONFIG={}\n  agents join with the token in {}",
+        "skiff server ready in {} ms on https://{}\n  export KUBECONFIG={}\n  nodes join with: skiff agent --server https://{} --token-file {}",
         started.elapsed().as_millis(),
         running.addr,
         running.kubeconfig.display(),
+        std::net::SocketAddr::new(join_host, running.addr.port()),
         args.data_dir.join("token").display(),
     );
     let (stop_agent, agent_shutdown) = tokio::sync::watch::channel(false);

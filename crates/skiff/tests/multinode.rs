@@ -99,7 +99,10 @@ fn pods_spread_over_joined_nodes_and_obey_selectors_taints_and_cordons() {
             "-c",
             "echo $((6*7)); cat /proc/1/cmdline | head -c 5",
         ]);
-        assert_eq!(out, "42\nsleep", "the command ran in the pod, whose PID 1 is sleep");
+        assert_eq!(
+            out, "42\nsleep",
+            "the command ran in the pod, whose PID 1 is sleep"
+        );
         let failed = s.kubectl(&["exec", &name, "--", "sh", "-c", "exit 3"]);
         assert_eq!(failed.status.code(), Some(3), "exit codes travel back");
     }

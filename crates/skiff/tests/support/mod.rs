@@ -171,12 +171,12 @@ impl Server {
             .status()
             .unwrap();
         assert!(st.success(), "skiff image import failed");
-        let token = std::fs::read_to_string(self.data().join("token")).unwrap();
         let log = std::fs::File::create(self.data().join(format!("agent-{name}.log"))).unwrap();
         let child = Command::new(skiff_bin())
             .arg("agent")
             .args(["--server", &format!("https://127.0.0.1:{}", self.port)])
-            .args(["--token", token.trim()])
+            .arg("--token-file")
+            .arg(self.data().join("token"))
             .args(["--node-name", name, "--node-ip", "127.0.0.1"])
             .args(["--kubelet-port", &free_port().to_string()])
             .arg("--data-dir")
