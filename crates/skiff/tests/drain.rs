@@ -621,3 +621,298 @@ fn a_lost_node_goes_unknown_and_its_pods_are_evicted_after_their_toleration() {
         },
     );
 }
+
+/// One eviction case: the pod, its budget's spec and status, what the API answers.
+struct EvictionCase {
+    name: &'static str,
+    /// Bound and Running (else Pending, unbound).
+    running: bool,
+    ready: bool,
+    phase: &'static str,
+    /// The budget's spec additions and status; None for no budget.
+    pdb: Option<(Value, Value)>,
+    query: &'static str,
+    code: u16,
+    /// The cause message of a 429.
+    cause: Option<&'static str>,
+    /// Whether the pod is gone or terminating afterwards.
+    deleted: bool,
+}
+
+#[test]
+fn eviction_follows_kube_apiserver_rules() {
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    let off = skiff_controllers::Config {
+        node_lifecycle: false,
+        pod_gc: false,
+        disruption: false,
+        ..Default::default()
+    };
+    let Some(c) = Cluster::start(Default::default(), off) else {
+        return;
+    };
+    c.node("a");
+    let status = |allowed: i64, healthy: i64, desired: i64| {
+        json!({"disruptionsAllowed": allowed, "currentHealthy": healthy, "desiredHealthy": desired,
+               "expectedPods": 3, "observedGeneration": 1})
+    };
+    let cases = [
+        EvictionCase {
+            name: "no-budget",
+            running: true,
+            ready: true,
+            phase: "Running",
+            pdb: None,
+            query: "",
+            code: 201,
+            cause: None,
+            deleted: true,
+        },
+        EvictionCase {
+            name: "budget-allows",
+            running: true,
+            ready: true,
+            phase: "Running",
+            pdb: Some((json!({"minAvailable": 2}), status(1, 3, 2))),
+            query: "",
+            code: 201,
+            cause: None,
+            deleted: true,
+        },
+        EvictionCase {
+            name: "budget-spent",
+            running: true,
+            ready: true,
+            phase: "Running",
+            pdb: Some((json!({"minAvailable": 2}), status(0, 2, 2))),
+            query: "",
+            code: 429,
+            cause: Some(
+                "The disruption budget budget-spent needs 2 healthy pods and has 2 currently",
+            ),
+            deleted: false,
+        },
+        EvictionCase {
+            name: "budget-stale",
+            running: true,
+            ready: true,
+            phase: "Running",
+            pdb: Some((json!({"minAvailable": 2}), {
+                let mut s = status(1, 3, 2);
+                s["observedGeneration"] = json!(0);
+                s
+            })),
+            query: "",
+            code: 429,
+            cause: Some(
+                "The disruption budget budget-stale is still being processed by the server.",
+            ),
+            deleted: false,
+        },
+        EvictionCase {
+            name: "succeeded",
+            running: true,
+            ready: false,
+            phase: "Succeeded",
+            pdb: Some((json!({"minAvailable": 2}), status(0, 2, 2))),
+            query: "",
+            code: 201,
+            cause: None,
+            deleted: true,
+        },
+        EvictionCase {
+            name: "pending",
+            running: false,
+            ready: false,
+            phase: "Pending",
+            pdb: Some((json!({"minAvailable": 2}), status(0, 2, 2))),
+            query: "",
+            code: 201,
+            cause: None,
+            deleted: true,
+        },
+        EvictionCase {
+            name: "unready-healthy-budget",
+            running: true,
+            ready: false,
+            phase: "Running",
+            pdb: Some((json!({"minAvailable": 2}), status(0, 2, 2))),
+            query: "",
+            code: 201,
+            cause: None,
+            deleted: true,
+        },
+        EvictionCase {
+            name: "unready-disrupted-budget",
+            running: true,
+            ready: false,
+            phase: "Running",
+            pdb: Some((json!({"minAvailable": 2}), status(0, 1, 2))),
+            query: "",
+            code: 429,
+            cause: Some(
+                "The disruption budget unready-disrupted-budget needs 2 healthy pods and has 1 currently",
+            ),
+            deleted: false,
+        },
+        EvictionCase {
+            name: "unready-always-allow",
+            running: true,
+            ready: false,
+            phase: "Running",
+            pdb: Some((
+                json!({"minAvailable": 2, "unhealthyPodEvictionPolicy": "AlwaysAllow"}),
+                status(0, 1, 2),
+            )),
+            query: "",
+            code: 201,
+            cause: None,
+            deleted: true,
+        },
+        EvictionCase {
+            name: "dry-run",
+            running: true,
+            ready: true,
+            phase: "Running",
+            pdb: Some((json!({"minAvailable": 2}), status(1, 3, 2))),
+            query: "?dryRun=All",
+            code: 201,
+            cause: None,
+            deleted: false,
+        },
+    ];
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(c.client.clone(), "default");
+    for case in &cases {
+        let name = case.name;
+        let labels = json!({"labels": {"case": name}});
+        if case.running {
+            c.pod(name, "a", labels, None);
+            let mut st = json!({"status": {"phase": case.phase}});
+            if !case.ready {
+                st["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
+            }
+            c.rt.block_on(pods.patch_status(name, &PatchParams::default(), &Patch::Strategic(&st)))
+                .unwrap();
+        } else {
+            let p: Pod = serde_json::from_value(
+                json!({"metadata": {"name": name, "labels": {"case": name}},
+                "spec": {"containers": [{"name": "web", "image": "busybox"}]}}),
+            )
+            .unwrap();
+            c.rt.block_on(pods.create(&PostParams::default(), &p))
+                .unwrap();
+        }
+        if let Some((spec, st)) = &case.pdb {
+            let budget = name;
+            let mut spec = spec.clone();
+            spec["selector"] = json!({"matchLabels": {"case": name}});
+            let p: PodDisruptionBudget =
+                serde_json::from_value(json!({"metadata": {"name": budget}, "spec": spec}))
+                    .unwrap();
+            c.rt.block_on(pdbs.create(&PostParams::default(), &p))
+                .unwrap();
+            c.rt.block_on(pdbs.patch_status(
+                budget,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"status": st})),
+            ))
+            .unwrap();
+        }
+        let body = json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": "default"}});
+        let req = http::Request::post(format!(
+            "/api/v1/namespaces/default/pods/{name}/eviction{}",
+            case.query
+        ))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&body).unwrap())
+        .unwrap();
+        let (code, st): (u16, Value) = c.rt.block_on(async {
+            let resp = c
+                .client
+                .send(req.map(kube::client::Body::from))
+                .await
+                .unwrap();
+            let code = resp.status().as_u16();
+            let bytes = resp.into_body().collect_bytes().await.unwrap();
+            (code, serde_json::from_slice(&bytes).unwrap())
+        });
+        assert_eq!(code, case.code, "{name}: {st}");
+        match case.cause {
+            Some(cause) => {
+                assert_eq!(st["reason"], "TooManyRequests", "{name}");
+                assert_eq!(
+                    st["message"],
+                    "Cannot evict pod as it would violate the pod's disruption budget.",
+                    "{name}"
+                );
+                assert_eq!(
+                    st["details"]["causes"],
+                    json!([{"reason": "DisruptionBudget", "message": cause}]),
+                    "{name}"
+                );
+            }
+            None => assert_eq!(st["status"], "Success", "{name}: {st}"),
+        }
+        let after = c.rt.block_on(pods.get_opt(name)).unwrap();
+        let gone_or_terminating = after
+            .as_ref()
+            .is_none_or(|p| p.metadata.deletion_timestamp.is_some());
+        assert_eq!(gone_or_terminating, case.deleted, "{name}: {after:?}");
+        if let Some(p) = after.filter(|p| p.metadata.deletion_timestamp.is_some()) {
+            let cond = p
+                .status
+                .unwrap()
+                .conditions
+                .unwrap()
+                .into_iter()
+                .find(|c| c.type_ == "DisruptionTarget")
+                .unwrap();
+            assert_eq!(
+                (
+                    cond.status.as_str(),
+                    cond.reason.as_deref(),
+                    cond.message.as_deref()
+                ),
+                (
+                    "True",
+                    Some("EvictionByEvictionAPI"),
+                    Some("Eviction API: evicting")
+                ),
+                "{name}"
+            );
+        }
+    }
+    // The budget that allowed one eviction spent it and remembers the pod.
+    let b =
+        c.rt.block_on(pdbs.get("budget-allows"))
+            .unwrap()
+            .status
+            .unwrap();
+    assert_eq!(b.disruptions_allowed, 0);
+    assert!(b.disrupted_pods.unwrap().contains_key("budget-allows"));
+    let cond = &b.conditions.unwrap()[0];
+    assert_eq!(
+        (
+            cond.type_.as_str(),
+            cond.status.as_str(),
+            cond.reason.as_str()
+        ),
+        ("DisruptionAllowed", "False", "InsufficientPods")
+    );
+    // A dry run spends nothing.
+    let b = c.rt.block_on(pdbs.get("dry-run")).unwrap().status.unwrap();
+    assert_eq!((b.disruptions_allowed, b.disrupted_pods), (1, None));
+    // The name in the body must be the pod's.
+    let body =
+        json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "other"}});
+    let req = http::Request::post("/api/v1/namespaces/default/pods/budget-spent/eviction")
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&body).unwrap())
+        .unwrap();
+    let err = c.rt.block_on(c.client.request::<Value>(req)).unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 400 && s.message == "name in URL does not match name in Eviction object"),
+        "{err}"
+    );
+}
