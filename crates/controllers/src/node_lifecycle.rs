@@ -11,6 +11,11 @@
 //!   `node.kubernetes.io/unreachable`, each as a NoExecute taint (with
 //!   `timeAdded`) and a NoSchedule taint; pressure conditions and
 //!   `spec.unschedulable` bring their NoSchedule taints. Ready=True removes them.
+//! - NoExecute taints depend on the zones' disruption states, as in
+//!   Kubernetes: when every node of every zone is not Ready none is tainted
+//!   (and existing ones are lifted), and a partially disrupted zone (more than
+//!   two and at least 55 % of its nodes not Ready) gets no new ones. The
+//!   per-zone eviction rate limits (`--node-eviction-rate`) are not modelled.
 //! - Pods on a node that is not Ready get their Ready condition set to False.
 //! - Pods that do not tolerate a NoExecute taint of their node are deleted at
 //!   once; pods that tolerate it for `tolerationSeconds` are deleted when the
@@ -120,14 +125,138 @@ pub fn last_heard(node: &Node, lease: Option<&Lease>, since: Timestamp) -> Times
     t
 }
 
+/// The disruption state of a zone (`ComputeZoneState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZoneState {
+    /// Some or no nodes are not Ready.
+    Normal,
+    /// More than two nodes and at least 55 % of them are not Ready.
+    PartialDisruption,
+    /// No node is Ready.
+    FullDisruption,
+}
+
+/// What the NoExecute taints of a node may do, by the disruption state of the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoExecute {
+    /// Follow the Ready condition.
+    Follow,
+    /// The zone is partially disrupted: no new NoExecute taints (Kubernetes
+    /// evicts at rate 0 in zones of up to 50 nodes); a Ready node still loses them.
+    Hold,
+    /// Every zone is fully disrupted, which points at the control plane's own
+    /// network rather than the nodes: no node carries them.
+    Lift,
+}
+
+/// The share of not-Ready nodes from which a zone counts as partially disrupted
+/// (`--unhealthy-zone-threshold`).
+pub const UNHEALTHY_ZONE_THRESHOLD: f64 = 0.55;
+
+/// A node's zone key, from its region and zone labels (`GetZoneKey`).
+pub fn zone_of(node: &Node) -> String {
+    let label = |a: &str, b: &str| {
+        let ls = node.metadata.labels.as_ref();
+        ls.and_then(|l| l.get(a).or_else(|| l.get(b)))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let region = label(
+        "topology.kubernetes.io/region",
+        "failure-domain.beta.kubernetes.io/region",
+    );
+    let zone = label(
+        "topology.kubernetes.io/zone",
+        "failure-domain.beta.kubernetes.io/zone",
+    );
+    format!("{region}:\x00:{zone}")
+}
+
+/// A zone's state from whether each of its nodes is Ready.
+pub fn zone_state(ready: &[bool]) -> ZoneState {
+    let up = ready.iter().filter(|r| **r).count();
+    let down = ready.len() - up;
+    if up == 0 && down > 0 {
+        ZoneState::FullDisruption
+    } else if down > 2 && down as f64 / ready.len() as f64 >= UNHEALTHY_ZONE_THRESHOLD {
+        ZoneState::PartialDisruption
+    } else {
+        ZoneState::Normal
+    }
+}
+
+/// Plans every node of the cluster: conditions first, then the zones'
+/// disruption states from them, then taints. Returns the plans by node name.
+pub fn plan_cluster(
+    nodes: &[&Node],
+    leases: &HashMap<String, &Lease>,
+    now: Timestamp,
+    grace: Duration,
+    started: Timestamp,
+) -> HashMap<String, NodePlan> {
+    let name = |n: &Node| n.metadata.name.clone().unwrap_or_default();
+    let conditions: Vec<NodePlan> = nodes
+        .iter()
+        .map(|n| {
+            plan_node(
+                n,
+                leases.get(&name(n)).copied(),
+                now,
+                grace,
+                started,
+                NoExecute::Hold,
+            )
+        })
+        .map(|p| NodePlan {
+            conditions: p.conditions,
+            taints: None,
+        })
+        .collect();
+    let mut zones: HashMap<String, Vec<bool>> = HashMap::new();
+    for (n, p) in nodes.iter().zip(&conditions) {
+        let after = p.applied(n);
+        zones
+            .entry(zone_of(n))
+            .or_default()
+            .push(condition(&after, "Ready").is_some_and(|c| c.status == "True"));
+    }
+    let states: HashMap<&String, ZoneState> =
+        zones.iter().map(|(z, r)| (z, zone_state(r))).collect();
+    let all_down = !states.is_empty() && states.values().all(|s| *s == ZoneState::FullDisruption);
+    nodes
+        .iter()
+        .zip(conditions)
+        .map(|(n, p)| {
+            let mode = if all_down {
+                NoExecute::Lift
+            } else if states.get(&zone_of(n)) == Some(&ZoneState::PartialDisruption) {
+                NoExecute::Hold
+            } else {
+                NoExecute::Follow
+            };
+            let after = p.applied(n);
+            let current: Vec<Taint> = n
+                .spec
+                .as_ref()
+                .and_then(|s| s.taints.clone())
+                .unwrap_or_default();
+            let wanted = desired_taints(&after, &current, now, mode);
+            let taints = (wanted != current).then_some(wanted);
+            (name(n), NodePlan { taints, ..p })
+        })
+        .collect()
+}
+
 /// Decides a node's conditions and taints: `grace` after it was last heard
-/// from, its kubelet conditions turn Unknown; its taints follow its conditions.
+/// from, its kubelet conditions turn Unknown; its taints follow its
+/// conditions, its NoExecute taints as `mode` allows.
 pub fn plan_node(
     node: &Node,
     lease: Option<&Lease>,
     now: Timestamp,
     grace: Duration,
     started: Timestamp,
+    mode: NoExecute,
 ) -> NodePlan {
     let mut plan = NodePlan::default();
     let heard = last_heard(node, lease, started);
@@ -172,7 +301,7 @@ pub fn plan_node(
         .as_ref()
         .and_then(|s| s.taints.clone())
         .unwrap_or_default();
-    let wanted = desired_taints(&after, &current, now);
+    let wanted = desired_taints(&after, &current, now, mode);
     if wanted != current {
         plan.taints = Some(wanted);
     }
@@ -191,11 +320,19 @@ fn managed(t: &Taint) -> bool {
 
 /// The node's taints: the ones this controller does not manage as they are,
 /// the managed ones its conditions call for (kept with their `timeAdded`, or added now).
-fn desired_taints(node: &Node, current: &[Taint], now: Timestamp) -> Vec<Taint> {
+fn desired_taints(node: &Node, current: &[Taint], now: Timestamp, mode: NoExecute) -> Vec<Taint> {
     let mut wanted: Vec<(&str, &str)> = Vec::new();
-    match condition(node, "Ready").map(|c| c.status.as_str()) {
-        Some("False") => wanted.push((NOT_READY, "NoExecute")),
-        Some("Unknown") => wanted.push((UNREACHABLE, "NoExecute")),
+    let ready = condition(node, "Ready").map(|c| c.status.as_str());
+    match (mode, ready) {
+        (NoExecute::Follow, Some("False")) => wanted.push((NOT_READY, "NoExecute")),
+        (NoExecute::Follow, Some("Unknown")) => wanted.push((UNREACHABLE, "NoExecute")),
+        (NoExecute::Hold, Some(r)) if r != "True" => {
+            for t in current.iter().filter(|t| t.effect == "NoExecute") {
+                if t.key == NOT_READY || t.key == UNREACHABLE {
+                    wanted.push((t.key.as_str(), "NoExecute"));
+                }
+            }
+        }
         _ => {}
     }
     for (ty, status, key) in CONDITION_TAINTS {
@@ -392,10 +529,22 @@ async fn monitor(
     }
     let node_api: Api<Node> = Api::all(client.clone());
     let mut earliest: Option<Timestamp> = None;
-    for node in nodes.items.values() {
+    let all: Vec<&Node> = nodes.items.values().collect();
+    let by_lease: HashMap<String, &Lease> = leases
+        .items
+        .values()
+        .map(|l| (l.metadata.name.clone().unwrap_or_default(), l))
+        .collect();
+    let mut plans = plan_cluster(
+        &all,
+        &by_lease,
+        now,
+        config.node_monitor_grace_period,
+        started,
+    );
+    for node in all {
         let name = node.metadata.name.clone().unwrap_or_default();
-        let lease = leases.items.get(&format!("kube-node-lease/{name}"));
-        let plan = plan_node(node, lease, now, config.node_monitor_grace_period, started);
+        let plan = plans.remove(&name).unwrap_or_default();
         let mut current = node.clone();
         if let Some(conditions) = &plan.conditions {
             let mut n = node.clone();

@@ -171,7 +171,7 @@ fn node_health_and_taints() {
     ];
     for (name, n, renew, unknown, taints) in cases {
         let l = renew.map(lease);
-        let plan = plan_node(&n, l.as_ref(), now, GRACE, long_ago);
+        let plan = plan_node(&n, l.as_ref(), now, GRACE, long_ago, NoExecute::Follow);
         assert_eq!(
             plan.conditions.is_some(),
             unknown,
@@ -198,7 +198,14 @@ fn a_silent_node_shows_kubernetes_unknown_conditions() {
         json!([]),
         false,
     );
-    let plan = plan_node(&n, None, now, GRACE, ts("2026-11-28T06:00:00Z"));
+    let plan = plan_node(
+        &n,
+        None,
+        now,
+        GRACE,
+        ts("2026-11-28T06:00:00Z"),
+        NoExecute::Follow,
+    );
     let conds = plan.conditions.unwrap();
     let types: Vec<&str> = conds.iter().map(|c| c.type_.as_str()).collect();
     assert_eq!(types, KUBELET_CONDITIONS.to_vec());
@@ -226,7 +233,14 @@ fn a_node_that_never_posted_gets_never_updated_conditions() {
         json!({"metadata": {"name": "a", "creationTimestamp": "2026-11-28T06:00:00Z"}}),
     )
     .unwrap();
-    let plan = plan_node(&n, None, ts(T0), GRACE, ts("2026-11-28T05:00:00Z"));
+    let plan = plan_node(
+        &n,
+        None,
+        ts(T0),
+        GRACE,
+        ts("2026-11-28T05:00:00Z"),
+        NoExecute::Follow,
+    );
     let conds = plan.conditions.unwrap();
     assert_eq!(conds.len(), 4);
     assert!(conds.iter().all(|c| c.status == "Unknown"
@@ -242,13 +256,27 @@ fn the_grace_period_starts_no_earlier_than_the_controller() {
         false,
     );
     let started = ts("2026-11-28T07:00:30Z");
-    let plan = plan_node(&n, None, ts("2026-11-28T07:01:00Z"), GRACE, started);
+    let plan = plan_node(
+        &n,
+        None,
+        ts("2026-11-28T07:01:00Z"),
+        GRACE,
+        started,
+        NoExecute::Follow,
+    );
     assert_eq!(
         plan,
         NodePlan::default(),
         "30 s after start is within the grace"
     );
-    let plan = plan_node(&n, None, ts("2026-11-28T07:01:11Z"), GRACE, started);
+    let plan = plan_node(
+        &n,
+        None,
+        ts("2026-11-28T07:01:11Z"),
+        GRACE,
+        started,
+        NoExecute::Follow,
+    );
     assert!(plan.conditions.is_some());
 }
 
@@ -434,5 +462,108 @@ fn a_pod_condition_keeps_its_transition_time_while_its_status_stays() {
     assert_eq!(
         updated_condition(&p, new).unwrap().last_transition_time,
         Some(later)
+    );
+}
+
+fn named(name: &str, zone: &str, ready: &str, taints: Value) -> Node {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "creationTimestamp": "2026-11-28T06:00:00Z",
+                     "labels": {"topology.kubernetes.io/zone": zone}},
+        "spec": {"taints": taints},
+        "status": {"conditions": [{"type": "Ready", "status": ready,
+                                   "lastHeartbeatTime": "2026-11-28T07:00:50Z"}]},
+    }))
+    .unwrap()
+}
+
+#[test]
+fn zone_states_follow_kubernetes() {
+    let cases = [
+        ("all ready", vec![true, true, true], ZoneState::Normal),
+        ("one of two down", vec![true, false], ZoneState::Normal),
+        ("none ready", vec![false], ZoneState::FullDisruption),
+        (
+            "two of three down: not more than two",
+            vec![false, false, true],
+            ZoneState::Normal,
+        ),
+        (
+            "three of five down: 60 %",
+            vec![false, false, false, true, true],
+            ZoneState::PartialDisruption,
+        ),
+        (
+            "three of six down: 50 %",
+            vec![false, false, false, true, true, true],
+            ZoneState::Normal,
+        ),
+    ];
+    for (name, ready, want) in cases {
+        assert_eq!(zone_state(&ready), want, "{name}");
+    }
+}
+
+#[test]
+fn no_execute_taints_by_the_cluster_disruption() {
+    let now = ts("2026-11-28T07:01:00Z");
+    let started = ts("2026-11-28T06:00:00Z");
+    let held = json!([{"key": UNREACHABLE, "effect": "NoExecute", "timeAdded": T0}]);
+    let no_exec = |plans: &HashMap<String, NodePlan>, nodes: &[&Node], name: &str| -> Vec<String> {
+        let n = nodes
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some(name))
+            .unwrap();
+        let taints = plans[name]
+            .taints
+            .clone()
+            .or_else(|| n.spec.as_ref().and_then(|s| s.taints.clone()))
+            .unwrap_or_default();
+        taints
+            .iter()
+            .filter(|t| t.effect == "NoExecute")
+            .map(|t| t.key.clone())
+            .collect()
+    };
+    // One node lost among healthy ones: tainted.
+    let (a, b) = (
+        named("a", "z1", "Unknown", json!([])),
+        named("b", "z1", "True", json!([])),
+    );
+    let nodes = [&a, &b];
+    let plans = plan_cluster(&nodes, &HashMap::new(), now, GRACE, started);
+    assert_eq!(no_exec(&plans, &nodes, "a"), vec![UNREACHABLE.to_string()]);
+    // Every node of every zone down (a single-node cluster whose kubelet is not Ready,
+    // or the server cut off): no NoExecute taints, existing ones lifted.
+    let (a, b) = (
+        named("a", "z1", "False", held.clone()),
+        named("b", "z2", "Unknown", json!([])),
+    );
+    let nodes = [&a, &b];
+    let plans = plan_cluster(&nodes, &HashMap::new(), now, GRACE, started);
+    assert!(no_exec(&plans, &nodes, "a").is_empty());
+    assert!(no_exec(&plans, &nodes, "b").is_empty());
+    // One zone fully down while another is healthy: that zone is tainted.
+    let (a, b) = (
+        named("a", "z1", "False", json!([])),
+        named("b", "z2", "True", json!([])),
+    );
+    let nodes = [&a, &b];
+    let plans = plan_cluster(&nodes, &HashMap::new(), now, GRACE, started);
+    assert_eq!(no_exec(&plans, &nodes, "a"), vec![NOT_READY.to_string()]);
+    // A partially disrupted zone: taints already there stay, no new ones.
+    let zone: Vec<Node> = vec![
+        named("p1", "z1", "Unknown", held.clone()),
+        named("p2", "z1", "Unknown", json!([])),
+        named("p3", "z1", "Unknown", json!([])),
+        named("p4", "z1", "True", held),
+        named("h", "z2", "True", json!([])),
+    ];
+    let nodes: Vec<&Node> = zone.iter().collect();
+    let plans = plan_cluster(&nodes, &HashMap::new(), now, GRACE, started);
+    assert_eq!(no_exec(&plans, &nodes, "p1"), vec![UNREACHABLE.to_string()]);
+    assert!(no_exec(&plans, &nodes, "p2").is_empty());
+    assert!(
+        no_exec(&plans, &nodes, "p4").is_empty(),
+        "a Ready node loses it"
     );
 }
