@@ -456,6 +456,18 @@ spec:
   selector: {matchLabels: {app: web}}
 ",
     );
+    // maxUnavailable counts from the ReplicaSet's spec.replicas (3), read through the API.
+    wait_for(
+        "the second budget's status",
+        Duration::from_secs(10),
+        || {
+            (c.jsonpath(
+            &["get", "pdb", "web-too"],
+            "{.status.expectedPods} {.status.desiredHealthy} {.status.currentHealthy} {.status.disruptionsAllowed}",
+        ) == "3 2 2 0")
+            .then_some(())
+        },
+    );
     let (code, st) = evict("web-3");
     assert_eq!(code, 500, "{st}");
     assert_eq!(
