@@ -77,18 +77,39 @@ pub fn apply_defaults(r: &ResourceInfo, obj: &mut Value) {
     }
 }
 
+/// The `tolerationSeconds` of the NoExecute tolerations DefaultTolerationSeconds
+/// admission adds (kube-apiserver's `--default-not-ready-toleration-seconds` and
+/// `--default-unreachable-toleration-seconds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefaultTolerationSeconds {
+    /// For `node.kubernetes.io/not-ready:NoExecute`.
+    pub not_ready: i64,
+    /// For `node.kubernetes.io/unreachable:NoExecute`.
+    pub unreachable: i64,
+}
+
+impl Default for DefaultTolerationSeconds {
+    fn default() -> Self {
+        Self {
+            not_ready: 300,
+            unreachable: 300,
+        }
+    }
+}
+
 /// What the default admission plugins add to a Pod on create (never to pod templates):
 ///
 /// - ServiceAccount: `serviceAccountName` (and its alias `serviceAccount`) become
 ///   `default` when unset; mirror pods are left alone. No token volume is added.
 /// - DefaultTolerationSeconds: `node.kubernetes.io/not-ready` and
-///   `node.kubernetes.io/unreachable` `NoExecute` tolerations for 300 s, unless a
-///   toleration for that taint (or a wildcard one) is present.
+///   `node.kubernetes.io/unreachable` `NoExecute` tolerations for the seconds in
+///   `toleration_seconds` (300 each by default), unless a toleration for that taint (or a
+///   wildcard one) is present.
 /// - Priority needs PriorityClass lookups; the apiserver's registry resolves it.
 /// - `enableServiceLinks` true.
 ///
 /// Values already set are kept.
-pub fn admit_pod(pod: &mut Value) {
+pub fn admit_pod(pod: &mut Value, toleration_seconds: DefaultTolerationSeconds) {
     if !pod.is_object() {
         return;
     }
@@ -120,9 +141,12 @@ pub fn admit_pod(pod: &mut Value) {
         *tolerations = Value::Array(Vec::new());
     }
     let list = tolerations.as_array_mut().expect("just made an array");
-    for taint in [
-        "node.kubernetes.io/not-ready",
-        "node.kubernetes.io/unreachable",
+    for (taint, seconds) in [
+        ("node.kubernetes.io/not-ready", toleration_seconds.not_ready),
+        (
+            "node.kubernetes.io/unreachable",
+            toleration_seconds.unreachable,
+        ),
     ] {
         let tolerated = list.iter().any(|t| {
             let key = t.get("key").and_then(Value::as_str).unwrap_or("");
@@ -132,7 +156,7 @@ pub fn admit_pod(pod: &mut Value) {
         if !tolerated {
             list.push(
                 json!({"key": taint, "operator": "Exists", "effect": "NoExecute",
-                "tolerationSeconds": 300}),
+                "tolerationSeconds": seconds}),
             );
         }
     }
@@ -1399,7 +1423,7 @@ mod tests {
     #[test]
     fn admit_pod_adds_admission_fields() {
         let mut pod = container_pod(json!({"name": "c", "image": "i"}));
-        admit_pod(&mut pod);
+        admit_pod(&mut pod, DefaultTolerationSeconds::default());
         let spec = &pod["spec"];
         assert_eq!(spec["serviceAccountName"], "default");
         assert_eq!(spec["serviceAccount"], "default");
@@ -1417,8 +1441,25 @@ mod tests {
             ])
         );
         let once = pod.clone();
-        admit_pod(&mut pod);
+        admit_pod(&mut pod, DefaultTolerationSeconds::default());
         assert_eq!(pod, once, "admission is idempotent");
+    }
+
+    #[test]
+    fn admit_pod_uses_the_configured_toleration_seconds() {
+        let mut pod = container_pod(json!({"name": "c", "image": "i"}));
+        let secs = DefaultTolerationSeconds {
+            not_ready: 7,
+            unreachable: 2,
+        };
+        admit_pod(&mut pod, secs);
+        assert_eq!(
+            pod["spec"]["tolerations"],
+            json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 7},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2}
+            ])
+        );
     }
 
     #[test]
@@ -1459,7 +1500,7 @@ mod tests {
         ];
         for (i, (spec, want)) in cases.into_iter().enumerate() {
             let mut pod = json!({"metadata": {"name": "p"}, "spec": spec});
-            admit_pod(&mut pod);
+            admit_pod(&mut pod, DefaultTolerationSeconds::default());
             assert_eq!(pod["spec"], want, "case {i}");
         }
     }
@@ -1468,7 +1509,7 @@ mod tests {
     fn admit_pod_leaves_mirror_pods_without_service_account() {
         let mut pod = json!({"metadata": {"name": "p",
             "annotations": {"kubernetes.io/config.mirror": "x"}}, "spec": {}});
-        admit_pod(&mut pod);
+        admit_pod(&mut pod, DefaultTolerationSeconds::default());
         assert!(pod["spec"].get("serviceAccountName").is_none());
         assert_eq!(pod["spec"]["tolerations"].as_array().unwrap().len(), 2);
     }

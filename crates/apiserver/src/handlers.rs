@@ -380,11 +380,12 @@ async fn route(server: Arc<Server>, req: Request<Body>) -> ApiResult<Response> {
             let opts = DeleteOptions::from_parts(b.get("deleteOptions"), &|k| {
                 query.get(k).map(str::to_string)
             })?;
-            reg.delete(t.r, ns, name, &opts).await?;
-            Ok(value_response(
-                StatusCode::CREATED,
-                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
-            ))
+            let status = reg.evict(t.r, ns, name, &b, &opts).await?;
+            let code = status["code"]
+                .as_u64()
+                .and_then(|c| StatusCode::from_u16(c as u16).ok())
+                .unwrap_or(StatusCode::CREATED);
+            Ok(value_response(code, &status))
         }
         _ => Err(ApiError::method_not_allowed()),
     }

@@ -72,6 +72,10 @@ pub struct Config {
     pub retain_revisions: i64,
     /// How often the store compacts history.
     pub compact_interval: std::time::Duration,
+    /// `--default-not-ready-toleration-seconds` and
+    /// `--default-unreachable-toleration-seconds`: the NoExecute tolerations
+    /// admission gives every pod.
+    pub default_toleration_seconds: skiff_api::defaults::DefaultTolerationSeconds,
 }
 
 impl Config {
@@ -90,6 +94,7 @@ impl Config {
             datastore_endpoint: None,
             retain_revisions: 10_000,
             compact_interval: std::time::Duration::from_secs(60),
+            default_toleration_seconds: Default::default(),
         }
     }
 
@@ -433,6 +438,7 @@ pub async fn start_with_store(
     let cache = cache::Cache::start(store.clone()).await?;
     let reg_config = registry::RegistryConfig {
         service_cidr: config.service_cidr,
+        default_toleration_seconds: config.default_toleration_seconds,
         ..Default::default()
     };
     // Agents present the join token (or its secret part, as k3s allows).

@@ -159,6 +159,8 @@ pub struct RegistryConfig {
     pub service_cidr: (Ipv4Addr, u8),
     /// NodePort range.
     pub node_port_range: (u16, u16),
+    /// The seconds of the default not-ready/unreachable tolerations.
+    pub default_toleration_seconds: defaults::DefaultTolerationSeconds,
 }
 
 impl Default for RegistryConfig {
@@ -166,6 +168,7 @@ impl Default for RegistryConfig {
         Self {
             service_cidr: (Ipv4Addr::new(10, 43, 0, 0), 16),
             node_port_range: (30000, 32767),
+            default_toleration_seconds: Default::default(),
         }
     }
 }
@@ -656,7 +659,7 @@ impl Registry {
         }
         defaults::apply_defaults(storage, &mut stored);
         if storage.resource == "pods" {
-            defaults::admit_pod(&mut stored);
+            defaults::admit_pod(&mut stored, self.config.default_toleration_seconds);
             self.admit_priority(&mut stored)?;
         }
         let name = meta::name(&stored).to_string();
@@ -1610,5 +1613,356 @@ impl ApiError {
             message: msg,
             details: None,
         }
+    }
+}
+
+/// The message of every eviction a disruption budget refuses.
+pub const EVICTION_REFUSED: &str =
+    "Cannot evict pod as it would violate the pod's disruption budget.";
+
+/// How often an eviction retries after a conflict, as Kubernetes' `EvictionsRetry` (20 steps).
+const EVICTION_ATTEMPTS: usize = 20;
+
+/// The most pods a budget may list in `status.disruptedPods` before evictions are refused.
+const MAX_DISRUPTED_PODS: usize = 2000;
+
+impl ApiError {
+    /// 429 with a `DisruptionBudget` cause, as the eviction subresource answers.
+    fn too_many_requests(cause: String, retry_after: i64) -> Self {
+        let mut details = json!({"causes": [{"reason": "DisruptionBudget", "message": cause}]});
+        if retry_after > 0 {
+            details["retryAfterSeconds"] = json!(retry_after);
+        }
+        ApiError {
+            code: 429,
+            reason: "TooManyRequests",
+            message: EVICTION_REFUSED.into(),
+            details: Some(details),
+        }
+    }
+
+    /// 403 about a PodDisruptionBudget.
+    fn pdb_forbidden(name: &str, why: &str) -> Self {
+        ApiError {
+            code: 403,
+            reason: "Forbidden",
+            message: format!("poddisruptionbudget.policy \"{name}\" is forbidden: {why}"),
+            details: Some(json!({"name": name, "group": "policy", "kind": "poddisruptionbudget"})),
+        }
+    }
+}
+
+fn pod_is_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+/// Terminal, pending and terminating pods are deleted without asking a budget.
+fn can_ignore_pdb(pod: &Value) -> bool {
+    matches!(
+        meta::str_at(pod, &["status", "phase"]),
+        Some("Succeeded" | "Failed" | "Pending")
+    ) || meta::at(pod, &["metadata", "deletionTimestamp"]).is_some()
+}
+
+/// Whether the delete must be pinned to the resourceVersion read, so the pod
+/// cannot turn Ready (and count for a budget) in between.
+fn should_enforce_resource_version(pod: &Value) -> bool {
+    !matches!(
+        meta::str_at(pod, &["status", "phase"]),
+        Some("Succeeded" | "Failed")
+    ) && meta::at(pod, &["metadata", "deletionTimestamp"]).is_none()
+}
+
+/// Sets a condition as `UpdatePodCondition` / `SetStatusCondition` do: the
+/// transition time moves only when the status changes. Returns whether anything changed.
+pub fn set_condition(conditions: &mut Vec<Value>, mut cond: Value, now: &str) -> bool {
+    let ty = cond["type"].clone();
+    match conditions.iter_mut().find(|c| c["type"] == ty) {
+        Some(old) => {
+            let transition = if old["status"] == cond["status"] {
+                old["lastTransitionTime"].clone()
+            } else {
+                json!(now)
+            };
+            cond["lastTransitionTime"] = transition;
+            if let Some(p) = old.get("lastProbeTime")
+                && cond.get("lastProbeTime").is_none()
+            {
+                cond["lastProbeTime"] = p.clone();
+            }
+            let changed = *old != cond;
+            *old = cond;
+            changed
+        }
+        None => {
+            cond["lastTransitionTime"] = json!(now);
+            conditions.push(cond);
+            true
+        }
+    }
+}
+
+/// The `DisruptionAllowed` condition of a budget for its `disruptionsAllowed`.
+fn pdb_condition(status: &mut Value, now: &str) {
+    let allowed = status["disruptionsAllowed"].as_i64().unwrap_or(0) > 0;
+    let cond = json!({
+        "type": "DisruptionAllowed",
+        "status": if allowed { "True" } else { "False" },
+        "observedGeneration": status["observedGeneration"].as_i64().unwrap_or(0),
+        "reason": if allowed { "SufficientPods" } else { "InsufficientPods" },
+        "message": "",
+    });
+    let list = status
+        .as_object_mut()
+        .map(|m| m.entry("conditions").or_insert(json!([])));
+    if let Some(Value::Array(list)) = list {
+        set_condition(list, cond, now);
+    }
+}
+
+impl Registry {
+    /// POST pods/{name}/eviction, as kube-apiserver's `EvictionREST.Create`:
+    /// the pod is deleted (after gaining the `DisruptionTarget` condition) when
+    /// no PodDisruptionBudget guards it, when it need not ask (terminal, pending
+    /// or terminating), when it is unhealthy and the budget lets unhealthy pods
+    /// go, or when its budget has a disruption to spare (spent here, with the
+    /// pod recorded in `status.disruptedPods`). Otherwise 429. Returns the
+    /// `Status` to answer; its `code` is the HTTP status.
+    pub async fn evict(
+        &self,
+        r: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        eviction: &Value,
+        opts: &DeleteOptions,
+    ) -> ApiResult<Value> {
+        if meta::name(eviction) != name {
+            return Err(ApiError::bad_request(
+                "name in URL does not match name in Eviction object",
+            ));
+        }
+        let success = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+        let ns_name = ns.unwrap_or("default");
+        let rv_unset = opts.precondition_rv.is_none();
+        // Pods that need not ask a budget go at once.
+        let mut pod;
+        let mut attempt = 0;
+        loop {
+            self.sync().await?;
+            pod = self.get_cached(r, ns, name)?;
+            if !can_ignore_pdb(&pod.value) {
+                break;
+            }
+            let mut o = opts.clone();
+            if should_enforce_resource_version(&pod.value) && rv_unset {
+                o.precondition_rv = Some(pod.rev.to_string());
+            }
+            match self.disrupt_and_delete(r, ns, name, &o).await {
+                Err(e) if e.code == 409 && rv_unset && attempt + 1 < EVICTION_ATTEMPTS => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(success),
+            }
+        }
+        let pdb_r = catalog::lookup("policy", "v1", "poddisruptionbudgets").expect("served");
+        let labels = &pod.value;
+        let (all, _) = self.list(pdb_r, Some(ns_name), None).await?;
+        let pdbs: Vec<Arc<Obj>> = all
+            .into_iter()
+            .filter(|p| {
+                skiff_api::selector::LabelSelector::from_object(&p.value["spec"]["selector"])
+                    // An empty or null selector matches nothing here, not everything.
+                    .is_ok_and(|s| !s.is_empty() && s.matches_object(labels))
+            })
+            .collect();
+        if pdbs.len() > 1 {
+            return Ok(
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+                "code": 500}),
+            );
+        }
+        let mut pin_rv = false;
+        let mut pdb_name = String::new();
+        if let Some(pdb) = pdbs.into_iter().next() {
+            pdb_name = meta::name(&pdb.value).to_string();
+            let st = &pdb.value["status"];
+            let unhealthy_may_go = !pod_is_ready(&pod.value)
+                && (pdb.value["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+                    || (st["currentHealthy"].as_i64().unwrap_or(0)
+                        >= st["desiredHealthy"].as_i64().unwrap_or(0)
+                        && st["desiredHealthy"].as_i64().unwrap_or(0) > 0));
+            if unhealthy_may_go {
+                // Not counted as healthy: no disruption is spent, but the delete is pinned.
+                pin_rv = true;
+            } else {
+                self.spend_disruption(pdb_r, ns_name, &pdb_name, name, opts.dry_run)
+                    .await?;
+            }
+        }
+        let mut o = opts.clone();
+        if pin_rv {
+            o.precondition_rv = Some(pod.rev.to_string());
+        }
+        match self.disrupt_and_delete(r, ns, name, &o).await {
+            Err(e) if e.code == 409 && pin_rv && rv_unset => Err(ApiError::too_many_requests(
+                format!("The disruption budget {pdb_name} is still being processed by the server."),
+                10,
+            )),
+            Err(e) => Err(e),
+            Ok(()) => Ok(success),
+        }
+    }
+
+    /// `checkAndDecrement` with retries on conflict: spends one disruption of
+    /// the budget and records the pod in `status.disruptedPods`.
+    async fn spend_disruption(
+        &self,
+        pdb_r: &ResourceInfo,
+        ns: &str,
+        pdb_name: &str,
+        pod_name: &str,
+        dry_run: bool,
+    ) -> ApiResult<()> {
+        for _ in 0..EVICTION_ATTEMPTS {
+            self.sync().await?;
+            let pdb = self.get_cached(pdb_r, Some(ns), pdb_name)?;
+            let v = &pdb.value;
+            let st = &v["status"];
+            let generation = v["metadata"]["generation"].as_i64().unwrap_or(0);
+            if st["observedGeneration"].as_i64().unwrap_or(0) < generation {
+                return Err(ApiError::too_many_requests(
+                    format!(
+                        "The disruption budget {pdb_name} is still being processed by the server."
+                    ),
+                    10,
+                ));
+            }
+            let allowed = st["disruptionsAllowed"].as_i64().unwrap_or(0);
+            if allowed < 0 {
+                return Err(ApiError::pdb_forbidden(
+                    pdb_name,
+                    "pdb disruptions allowed is negative",
+                ));
+            }
+            if st["disruptedPods"].as_object().map_or(0, |m| m.len()) > MAX_DISRUPTED_PODS {
+                return Err(ApiError::pdb_forbidden(
+                    pdb_name,
+                    "DisruptedPods map too big - too many evictions not confirmed by PDB controller",
+                ));
+            }
+            if allowed == 0 {
+                return Err(ApiError::too_many_requests(
+                    format!(
+                        "The disruption budget {pdb_name} needs {} healthy pods and has {} currently",
+                        st["desiredHealthy"].as_i64().unwrap_or(0),
+                        st["currentHealthy"].as_i64().unwrap_or(0)
+                    ),
+                    0,
+                ));
+            }
+            if dry_run {
+                return Ok(());
+            }
+            let mut new = v.clone();
+            let now = now();
+            let status = meta::object_at(&mut new, &["status"]);
+            status.insert("disruptionsAllowed".into(), json!(allowed - 1));
+            let disrupted = status.entry("disruptedPods").or_insert(json!({}));
+            if !disrupted.is_object() {
+                *disrupted = json!({});
+            }
+            disrupted[pod_name] = json!(now);
+            if allowed - 1 == 0 {
+                pdb_condition(&mut new["status"], &now);
+            }
+            let opts = WriteOptions::default();
+            match self
+                .guaranteed_update(
+                    pdb_r,
+                    Some(ns),
+                    pdb_name,
+                    Some("status"),
+                    Some(pdb.rev.to_string()),
+                    &opts,
+                    Vec::new(),
+                    |_| Ok(new.clone()),
+                )
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if e.code == 409 => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ApiError {
+            code: 504,
+            reason: "Timeout",
+            message: format!("couldn't update PodDisruptionBudget \"{pdb_name}\" due to conflicts"),
+            details: Some(json!({"retryAfterSeconds": 10})),
+        })
+    }
+
+    /// `addConditionAndDeletePod`: marks the pod `DisruptionTarget`
+    /// (EvictionByEvictionAPI) under the delete's preconditions, then deletes it.
+    async fn disrupt_and_delete(
+        &self,
+        r: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> ApiResult<()> {
+        let mut opts = opts.clone();
+        if !opts.dry_run {
+            let uid = opts.precondition_uid.clone();
+            let w = self
+                .guaranteed_update(
+                    r,
+                    ns,
+                    name,
+                    Some("status"),
+                    opts.precondition_rv.clone(),
+                    &WriteOptions::default(),
+                    Vec::new(),
+                    |old| {
+                        if let Some(uid) = &uid
+                            && meta::str_at(old, &["metadata", "uid"]) != Some(uid.as_str())
+                        {
+                            return Err(ApiError::conflict_because(
+                                r,
+                                name,
+                                &format!(
+                                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                                    meta::str_at(old, &["metadata", "uid"]).unwrap_or("")
+                                ),
+                            ));
+                        }
+                        let mut new = old.clone();
+                        let list = meta::object_at(&mut new, &["status"])
+                            .entry("conditions")
+                            .or_insert(json!([]));
+                        if let Value::Array(list) = list {
+                            set_condition(
+                                list,
+                                json!({"type": "DisruptionTarget", "status": "True", "lastProbeTime": null,
+                                       "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting"}),
+                                &now(),
+                            );
+                        }
+                        Ok(new)
+                    },
+                )
+                .await?;
+            if opts.precondition_rv.is_some() {
+                // This update moved the resourceVersion; the delete is pinned to it.
+                opts.precondition_rv =
+                    meta::str_at(&w.object, &["metadata", "resourceVersion"]).map(str::to_string);
+            }
+        }
+        self.delete(r, ns, name, &opts).await.map(|_| ())
     }
 }

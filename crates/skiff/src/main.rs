@@ -410,6 +410,18 @@ struct ServerArgs {
     /// The longest crash-loop back-off between container restarts.
     #[arg(long, default_value = "300s", value_parser = parse_duration)]
     crashloop_backoff_max: std::time::Duration,
+    /// How long a node may go unheard (no Lease renewal, no status) before it is marked Unknown.
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: std::time::Duration,
+    /// How often the node lifecycle controller checks node health.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    node_monitor_period: std::time::Duration,
+    /// tolerationSeconds of the node.kubernetes.io/not-ready:NoExecute toleration admission adds to every pod.
+    #[arg(long, default_value_t = 300)]
+    default_not_ready_toleration_seconds: i64,
+    /// tolerationSeconds of the node.kubernetes.io/unreachable:NoExecute toleration admission adds to every pod.
+    #[arg(long, default_value_t = 300)]
+    default_unreachable_toleration_seconds: i64,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -572,6 +584,10 @@ async fn server(args: ServerArgs) -> Result<()> {
     config.service_cidr = parse_cidr(&args.service_cidr, "service-cidr")?;
     config.cluster_dns = args.cluster_dns;
     config.cluster_domain = args.cluster_domain;
+    config.default_toleration_seconds = skiff_api::defaults::DefaultTolerationSeconds {
+        not_ready: args.default_not_ready_toleration_seconds,
+        unreachable: args.default_unreachable_toleration_seconds,
+    };
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let running = skiff_apiserver::start(config)
@@ -599,6 +615,19 @@ async fn server(args: ServerArgs) -> Result<()> {
         );
         tokio::spawn(skiff_scheduler::run::run(client, agent_shutdown.clone()));
     }
+    let controllers = skiff_controllers::Config {
+        node_monitor_period: args.node_monitor_period,
+        node_monitor_grace_period: args.node_monitor_grace_period,
+        ..Default::default()
+    };
+    tokio::spawn(skiff_controllers::run(
+        kube::Client::new(
+            skiff_apiserver::inproc::InProcess(running.server.clone()),
+            "default",
+        ),
+        controllers,
+        agent_shutdown.clone(),
+    ));
     let agent = if args.disable_agent {
         None
     } else {

@@ -1,0 +1,104 @@
+//! The controllers a multi-node skiff cluster needs, as kube-controller-manager
+//! runs them. Each is a pure planner (`plan(observed, now) -> actions`, table
+//! tested) and a thin loop that watches the API through a `kube::Client`,
+//! calls the planner, carries the plan out and writes only what changed.
+//!
+//! # Layout
+//!
+//! - [`node_lifecycle`]: node health from Leases and heartbeats, the
+//!   `NodeStatusUnknown` conditions, the not-ready/unreachable taints
+//!   (NoExecute and NoSchedule), pods marked not Ready, and the NoExecute
+//!   taint manager that deletes pods after their tolerations run out.
+//! - [`podgc`]: force-deletes pods whose node is gone and terminating pods on
+//!   out-of-service nodes.
+//! - [`disruption`]: the PodDisruptionBudget status (`expectedPods`,
+//!   `currentHealthy`, `desiredHealthy`, `disruptionsAllowed`, conditions).
+//! - `cache` and `events`: watcher-fed maps and Event recording shared by the loops.
+
+pub mod disruption;
+pub mod node_lifecycle;
+pub mod podgc;
+
+mod cache;
+mod events;
+
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Settings of the controllers, from `skiff server` flags.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `--node-monitor-period`: how often node health is checked.
+    pub node_monitor_period: Duration,
+    /// `--node-monitor-grace-period`: how long a node may stay silent before
+    /// its conditions turn Unknown.
+    pub node_monitor_grace_period: Duration,
+    /// How long a pod's node must be missing before the pod is force-deleted
+    /// (Kubernetes' pod GC quarantine, 40 s).
+    pub pod_gc_quarantine: Duration,
+    /// How often pod GC runs (`gcCheckPeriod`, 20 s in Kubernetes).
+    pub pod_gc_period: Duration,
+    /// Run the node lifecycle controller.
+    pub node_lifecycle: bool,
+    /// Run pod GC.
+    pub pod_gc: bool,
+    /// Run the disruption controller.
+    pub disruption: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node_monitor_period: Duration::from_secs(5),
+            node_monitor_grace_period: Duration::from_secs(40),
+            pod_gc_quarantine: Duration::from_secs(40),
+            pod_gc_period: Duration::from_secs(20),
+            node_lifecycle: true,
+            pod_gc: true,
+            disruption: true,
+        }
+    }
+}
+
+/// Runs every enabled controller until `shutdown` turns true.
+pub async fn run(client: kube::Client, config: Config, shutdown: watch::Receiver<bool>) {
+    let mut tasks = Vec::new();
+    if config.node_lifecycle {
+        tasks.push(tokio::spawn(node_lifecycle::run(
+            client.clone(),
+            config.clone(),
+            shutdown.clone(),
+        )));
+    }
+    if config.pod_gc {
+        tasks.push(tokio::spawn(podgc::run(
+            client.clone(),
+            config.clone(),
+            shutdown.clone(),
+        )));
+    }
+    if config.disruption {
+        tasks.push(tokio::spawn(disruption::run(
+            client.clone(),
+            shutdown.clone(),
+        )));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// Now, rounded to the second as Kubernetes writes `metav1.Time`.
+pub(crate) fn now_rounded() -> jiff::Timestamp {
+    let t = jiff::Timestamp::now();
+    t.round(jiff::Unit::Second).unwrap_or(t)
+}
+
+/// `namespace/name` of an object.
+pub(crate) fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or(""),
+        meta.name.as_deref().unwrap_or("")
+    )
+}
