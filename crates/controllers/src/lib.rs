@@ -1,5 +1,4 @@
-//! The controllers a multi-node skiff cluster needs, as kube-controller-manager
-//! runs them. Each is a pure planner (`plan(observed, now) -> actions`, table
+//! The controllers of a skiff cluster, as kube-controller-manager runs them. Each is a pure planner (`plan(observed, now) -> actions`, table
 //! tested) and a thin loop that watches the API through a `kube::Client`,
 //! calls the planner, carries the plan out and writes only what changed.
 //!
@@ -13,11 +12,20 @@
 //!   out-of-service nodes.
 //! - [`disruption`]: the PodDisruptionBudget status (`expectedPods`,
 //!   `currentHealthy`, `desiredHealthy`, `disruptionsAllowed`, conditions).
+//! - [`replicaset`]: keeps `replicas` pods of a template, adopting and
+//!   releasing by selector, deleting in Kubernetes' order.
+//! - [`deployment`]: rolling updates, Recreate, revisions, pause and the
+//!   rollout conditions, through ReplicaSets.
+//! - [`gc`]: the garbage collector (owner references, foreground and orphan
+//!   deletion).
 //! - `cache` and `events`: watcher-fed maps and Event recording shared by the loops.
 
+pub mod deployment;
 pub mod disruption;
+pub mod gc;
 pub mod node_lifecycle;
 pub mod podgc;
+pub mod replicaset;
 
 mod cache;
 mod events;
@@ -44,6 +52,8 @@ pub struct Config {
     pub pod_gc: bool,
     /// Run the disruption controller.
     pub disruption: bool,
+    /// Run the workload controllers (ReplicaSet, Deployment) and the garbage collector.
+    pub workloads: bool,
 }
 
 impl Default for Config {
@@ -56,6 +66,7 @@ impl Default for Config {
             node_lifecycle: true,
             pod_gc: true,
             disruption: true,
+            workloads: true,
         }
     }
 }
@@ -76,6 +87,17 @@ pub async fn run(client: kube::Client, config: Config, shutdown: watch::Receiver
             config.clone(),
             shutdown.clone(),
         )));
+    }
+    if config.workloads {
+        tasks.push(tokio::spawn(replicaset::run(
+            client.clone(),
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(deployment::run(
+            client.clone(),
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(gc::run(client.clone(), shutdown.clone())));
     }
     if config.disruption {
         tasks.push(tokio::spawn(disruption::run(

@@ -34,9 +34,52 @@ fn node_of(s: &Server, pod: &str) -> String {
 }
 
 fn wait_running(s: &Server, pod: &str) {
-    s.wait_row(pod, "Running", Duration::from_secs(60), |r| {
-        r.status == "Running"
-    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while s.row(pod).is_none_or(|r| r.status != "Running") {
+        if std::time::Instant::now() > deadline {
+            let describe = s.kubectl(&["describe", "pod", pod]);
+            let nodes = s.kubectl(&["get", "nodes", "-o", "yaml"]);
+            panic!(
+                "pod {pod} never Running:\n{}\n{}",
+                String::from_utf8_lossy(&describe.stdout),
+                String::from_utf8_lossy(&nodes.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Like `wait_for`, with the cluster's state in the failure message.
+fn wait_or_dump<T>(
+    s: &Server,
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if std::time::Instant::now() > deadline {
+            let dump = |args: &[&str]| {
+                let o = s.kubectl(args);
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                )
+            };
+            panic!(
+                "timed out waiting for {what}\n{}\n{}\n{}\n{}",
+                dump(&["get", "nodes", "-o", "wide"]),
+                dump(&["get", "deploy,rs,pods", "-o", "wide"]),
+                dump(&["describe", "pods", "-l", "app=survivor"]),
+                dump(&["get", "node", "worker-2", "-o", "yaml"]),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn scheduled_message(s: &Server, pod: &str) -> String {
@@ -55,7 +98,12 @@ fn scheduled_message(s: &Server, pod: &str) -> String {
 
 #[test]
 fn pods_spread_over_joined_nodes_and_obey_selectors_taints_and_cordons() {
-    let Some(mut s) = Server::start(&["--disable-agent"]) else {
+    let Some(mut s) = Server::start(&[
+        "--disable-agent",
+        "--node-monitor-grace-period=15s",
+        "--node-monitor-period=1s",
+        "--default-unreachable-toleration-seconds=4",
+    ]) else {
         return;
     };
     s.join_agent("worker-1", &[]);
@@ -150,4 +198,96 @@ fn pods_spread_over_joined_nodes_and_obey_selectors_taints_and_cordons() {
     s.ok(&["uncordon", "worker-2"]);
     wait_running(&s, "late");
     assert_eq!(node_of(&s, "late"), "worker-2");
+
+    // A node is lost: its pods are evicted after their toleration and their
+    // Deployment replaces them on the node that is left.
+    s.ok(&["taint", "node", "worker-1", "dedicated-"]);
+    s.ok(&["cordon", "worker-1"]);
+    s.ok(&[
+        "create",
+        "deployment",
+        "survivor",
+        "--image=busybox",
+        "--replicas=2",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    let survivors = |s: &Server| -> Vec<(String, String, String)> {
+        s.ok(&[
+            "get", "pods", "-l", "app=survivor", "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
+        ])
+        .lines()
+        .map(|l| {
+            let mut f = l.split(' ').map(str::to_string);
+            (f.next().unwrap_or_default(), f.next().unwrap_or_default(), f.next().unwrap_or_default())
+        })
+        .collect()
+    };
+    let first = wait_for(
+        "2 survivor pods on worker-2",
+        Duration::from_secs(60),
+        || {
+            let pods = survivors(&s);
+            let running = s.ok(&["get", "pods", "-l", "app=survivor", "--no-headers"]);
+            (pods.len() == 2
+                && pods.iter().all(|p| p.1 == "worker-2")
+                && running.lines().filter(|l| l.contains("Running")).count() == 2)
+                .then_some(pods)
+        },
+    );
+    s.ok(&["uncordon", "worker-1"]);
+    s.kill_agent("worker-2");
+    wait_for("worker-2 NotReady", Duration::from_secs(30), || {
+        let row = s.ok(&["get", "node", "worker-2", "--no-headers"]);
+        (row.split_whitespace().nth(1) == Some("NotReady")).then_some(())
+    });
+    let taints = s.ok(&[
+        "get",
+        "node",
+        "worker-2",
+        "-o",
+        "jsonpath={.spec.taints[*].key}",
+    ]);
+    assert!(
+        taints.contains("node.kubernetes.io/unreachable"),
+        "{taints}"
+    );
+    wait_or_dump(
+        &s,
+        "replacements Running on worker-1",
+        Duration::from_secs(60),
+        || {
+            let pods = survivors(&s);
+            let live: Vec<_> = pods.iter().filter(|p| p.2.is_empty()).collect();
+            let rows = s.ok(&[
+                "get",
+                "pods",
+                "-l",
+                "app=survivor",
+                "-o",
+                "wide",
+                "--no-headers",
+            ]);
+            let running_on_1 = rows
+                .lines()
+                .filter(|l| l.contains("Running") && l.contains("worker-1"))
+                .count();
+            (live.len() == 2 && live.iter().all(|p| p.1 == "worker-1") && running_on_1 == 2)
+                .then_some(())
+        },
+    );
+    // The lost pods are being deleted; their kubelet never confirms it.
+    let rows = s.ok(&["get", "pods", "-l", "app=survivor", "--no-headers"]);
+    for (name, _, _) in &first {
+        let row = rows
+            .lines()
+            .find(|l| l.starts_with(name.as_str()))
+            .unwrap_or("");
+        assert!(
+            row.contains("Terminating"),
+            "{name} on the lost node: {rows}"
+        );
+    }
 }
