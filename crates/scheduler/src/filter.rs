@@ -171,6 +171,9 @@ type Pair = (String, String);
 pub struct Cycle<'a> {
     pod: &'a Pod,
     snapshot: &'a Snapshot,
+    override_node: Option<&'a NodeInfo>,
+    priority: i32,
+    key: String,
     requests: Resources,
     ports: Vec<crate::node_info::HostPort>,
     spread: Vec<SpreadConstraint>,
@@ -188,11 +191,28 @@ pub struct Cycle<'a> {
 impl<'a> Cycle<'a> {
     /// Runs the PreFilter phase for `pod` over `snapshot`.
     pub fn new(pod: &'a Pod, snapshot: &'a Snapshot) -> Self {
+        Self::with_override(pod, snapshot, None)
+    }
+
+    /// Runs the PreFilter phase for `pod` over `snapshot` with `override_node`
+    /// standing in for the node of its name (preemption's "what if these pods were gone").
+    pub fn with_override(
+        pod: &'a Pod,
+        snapshot: &'a Snapshot,
+        override_node: Option<&'a NodeInfo>,
+    ) -> Self {
         let terms = PodAffinityTerms::of(pod);
         let spread = spread_constraints(pod, "DoNotSchedule");
         let mut cycle = Cycle {
             pod,
             snapshot,
+            override_node,
+            priority: pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0),
+            key: format!(
+                "{}/{}",
+                pod.metadata.namespace.as_deref().unwrap_or(""),
+                pod.metadata.name.as_deref().unwrap_or("")
+            ),
             requests: pod_requests(pod),
             ports: pod_host_ports(pod),
             spread_counts: vec![BTreeMap::new(); spread.len()],
@@ -249,11 +269,22 @@ impl<'a> Cycle<'a> {
         }
     }
 
+    /// The snapshot's nodes, with the override (a node with pods taken off
+    /// for preemption) in place of the node of the same name.
+    fn nodes(&self) -> impl Iterator<Item = &'a NodeInfo> + '_ {
+        let over = self.override_node;
+        self.snapshot.nodes.iter().map(move |n| match over {
+            Some(o) if o.name() == n.name() => o,
+            _ => n,
+        })
+    }
+
     fn pre_filter_spread(&mut self) {
         if self.spread.is_empty() {
             return;
         }
-        for node in &self.snapshot.nodes {
+        let mut counts = std::mem::take(&mut self.spread_counts);
+        for node in self.nodes() {
             if !self
                 .spread
                 .iter()
@@ -266,32 +297,49 @@ impl<'a> Cycle<'a> {
                     continue;
                 }
                 let value = node.label(&c.topology_key).unwrap_or_default().to_string();
-                *self.spread_counts[i].entry(value).or_default() += c.count(self.pod, node);
+                *counts[i].entry(value).or_default() += c.count(self.pod, node);
             }
         }
+        self.spread_counts = counts;
     }
 
+    /// InterPodAffinity's PreFilter. Pods without required terms only need the
+    /// existing pods' required anti-affinity, and only nodes holding such pods
+    /// are looked at; with neither, nothing is done at all.
     fn pre_filter_affinity(&mut self) {
         let ns = &self.snapshot.namespace_labels;
-        for node in &self.snapshot.nodes {
+        let own = !self.terms.affinity.is_empty() || !self.terms.anti_affinity.is_empty();
+        if !own && !self.snapshot.have_pods_with_required_anti_affinity() {
+            return;
+        }
+        let mut existing_anti: BTreeMap<Pair, i64> = BTreeMap::new();
+        let mut affinity: BTreeMap<Pair, i64> = BTreeMap::new();
+        let mut anti: BTreeMap<Pair, i64> = BTreeMap::new();
+        for node in self.nodes() {
+            if !own && node.pods_with_required_anti_affinity == 0 {
+                continue;
+            }
             for existing in &node.pods {
-                for t in PodAffinityTerms::of(existing).anti_affinity {
-                    if let Some(v) = node.label(&t.topology_key)
-                        && t.matches(self.pod, ns)
-                    {
-                        *self
-                            .existing_anti_affinity_counts
-                            .entry((t.topology_key.clone(), v.to_string()))
-                            .or_default() += 1;
+                if let Some(theirs) = &existing.terms {
+                    for t in &theirs.anti_affinity {
+                        if let Some(v) = node.label(&t.topology_key)
+                            && t.matches(self.pod, ns)
+                        {
+                            *existing_anti
+                                .entry((t.topology_key.clone(), v.to_string()))
+                                .or_default() += 1;
+                        }
                     }
+                }
+                if !own {
+                    continue;
                 }
                 if !self.terms.affinity.is_empty()
                     && self.terms.affinity.iter().all(|t| t.matches(existing, ns))
                 {
                     for t in &self.terms.affinity {
                         if let Some(v) = node.label(&t.topology_key) {
-                            *self
-                                .affinity_counts
+                            *affinity
                                 .entry((t.topology_key.clone(), v.to_string()))
                                 .or_default() += 1;
                         }
@@ -301,14 +349,45 @@ impl<'a> Cycle<'a> {
                     if let Some(v) = node.label(&t.topology_key)
                         && t.matches(existing, ns)
                     {
-                        *self
-                            .anti_affinity_counts
+                        *anti
                             .entry((t.topology_key.clone(), v.to_string()))
                             .or_default() += 1;
                     }
                 }
             }
         }
+        self.existing_anti_affinity_counts = existing_anti;
+        self.affinity_counts = affinity;
+        self.anti_affinity_counts = anti;
+    }
+
+    /// Whether the PreFilter state depends on other pods (spread constraints
+    /// or pod affinity), so taking pods off a node needs a new [`Cycle`].
+    pub fn depends_on_other_pods(&self) -> bool {
+        !self.spread.is_empty()
+            || !self.terms.affinity.is_empty()
+            || !self.terms.anti_affinity.is_empty()
+            || self.snapshot.have_pods_with_required_anti_affinity()
+    }
+
+    /// [`Self::filter`] as the framework runs it with nominated pods: the pods
+    /// nominated to the node with at least this pod's priority are added to
+    /// it first (their resources and ports are held for them), and the node
+    /// must pass both with and without them.
+    pub fn filter_with_nominated(&self, node: &NodeInfo) -> Result<(), Rejection> {
+        let mut nominated = self
+            .snapshot
+            .nominated_for(node.name(), self.priority, &self.key)
+            .peekable();
+        if nominated.peek().is_none() {
+            return self.filter(node);
+        }
+        let mut with = node.clone();
+        for p in nominated {
+            with.add_pod_info(p.clone());
+        }
+        self.filter(&with)?;
+        self.filter(node)
     }
 
     /// Runs every filter plugin on one node; the first rejection wins.
