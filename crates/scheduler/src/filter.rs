@@ -409,15 +409,17 @@ impl<'a> Cycle<'a> {
             .as_ref()
             .and_then(|s| s.unschedulable)
             .unwrap_or(false);
+        if !unschedulable {
+            return Ok(());
+        }
         let taint = Taint {
             key: "node.kubernetes.io/unschedulable".into(),
             effect: "NoSchedule".into(),
             ..Default::default()
         };
-        if unschedulable
-            && !pod_tolerations(self.pod)
-                .iter()
-                .any(|t| tolerates(t, &taint))
+        if !pod_tolerations(self.pod)
+            .iter()
+            .any(|t| tolerates(t, &taint))
         {
             return Err(Rejection::new(
                 "NodeUnschedulable",

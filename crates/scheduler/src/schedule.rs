@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use crate::filter::{Code, Cycle, Rejection};
 use crate::node_info::Snapshot;
-use crate::score::score;
+use crate::score::{score_plugins, weighted};
 
 /// Why no node fits a pod; `Display` gives the FailedScheduling message,
 /// e.g. `0/3 nodes are available: 1 Insufficient cpu, 2 node(s) were unschedulable.
@@ -240,15 +240,21 @@ pub fn schedule_from(
         });
     }
     let infos: Vec<_> = found.nodes.iter().map(|&i| &snapshot.nodes[i]).collect();
-    let scores = score(pod, &infos, snapshot);
-    let best = scores.iter().map(|s| s.total).max().unwrap_or(0);
-    let ties: Vec<&String> = scores
+    let totals: Vec<i64> = score_plugins(pod, &infos, snapshot)
         .iter()
-        .filter(|s| s.total == best)
-        .map(|s| &s.node)
+        .map(weighted)
         .collect();
+    let best = totals.iter().copied().max().unwrap_or(0);
+    let ties = totals.iter().filter(|t| **t == best).count();
+    let pick = (seed % ties as u64) as usize;
+    let chosen = totals
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| **t == best)
+        .nth(pick)
+        .map_or(0, |(i, _)| i);
     Ok(Placement {
-        node: ties[(seed % ties.len() as u64) as usize].clone(),
+        node: infos[chosen].name().to_string(),
         processed,
         feasible: infos.len(),
     })

@@ -147,23 +147,19 @@ pub fn balanced_allocation(pod: &Pod, node: &NodeInfo) -> i64 {
 }
 
 fn balanced_allocation_with(req: &Resources, node: &NodeInfo) -> i64 {
-    let fractions: Vec<f64> = cpu_memory(req, node, false)
-        .iter()
-        .filter(|(cap, _)| *cap != 0)
-        .map(|&(cap, req)| (req as f64 / cap as f64).min(1.0))
-        .collect();
-    let std = match fractions.len() {
-        2 => ((fractions[0] - fractions[1]) / 2.0).abs(),
-        n if n > 2 => {
-            let mean = fractions.iter().sum::<f64>() / n as f64;
-            (fractions
-                .iter()
-                .map(|f| (f - mean) * (f - mean))
-                .sum::<f64>()
-                / n as f64)
-                .sqrt()
+    let mut fractions = [0.0f64; 2];
+    let mut len = 0;
+    for (cap, req) in cpu_memory(req, node, false) {
+        if cap != 0 {
+            fractions[len] = (req as f64 / cap as f64).min(1.0);
+            len += 1;
         }
-        _ => 0.0,
+    }
+    // With cpu and memory only, the standard deviation of two fractions is half their distance.
+    let std = if len == 2 {
+        ((fractions[0] - fractions[1]) / 2.0).abs()
+    } else {
+        0.0
     };
     ((1.0 - std) * MAX_NODE_SCORE as f64) as i64
 }
@@ -366,6 +362,24 @@ fn topology_spread(pod: &Pod, feasible: &[&NodeInfo], snapshot: &Snapshot) -> Ve
 
 /// Scores the feasible nodes for `pod` with every default score plugin.
 pub fn score(pod: &Pod, feasible: &[&NodeInfo], snapshot: &Snapshot) -> Vec<NodeScore> {
+    score_plugins(pod, feasible, snapshot)
+        .into_iter()
+        .zip(feasible)
+        .map(|(plugins, n)| NodeScore {
+            node: n.name().to_string(),
+            plugins,
+            total: weighted(&plugins),
+        })
+        .collect()
+}
+
+/// Σ weight × score.
+pub fn weighted(plugins: &[i64; 7]) -> i64 {
+    plugins.iter().zip(WEIGHTS).map(|(s, (_, w))| s * w).sum()
+}
+
+/// Each feasible node's normalised plugin scores, in [`WEIGHTS`] order.
+pub fn score_plugins(pod: &Pod, feasible: &[&NodeInfo], snapshot: &Snapshot) -> Vec<[i64; 7]> {
     let tolerations = prefer_no_schedule_tolerations(pod);
     let (req, non_zero_req) = (pod_requests(pod), pod_requests_non_zero(pod));
     let images = pod_images(pod);
@@ -382,7 +396,7 @@ pub fn score(pod: &Pod, feasible: &[&NodeInfo], snapshot: &Snapshot) -> Vec<Node
         .iter()
         .enumerate()
         .map(|(i, n)| {
-            let plugins = [
+            [
                 taint[i],
                 affinity[i],
                 least_allocated_with(&non_zero_req, n),
@@ -390,13 +404,7 @@ pub fn score(pod: &Pod, feasible: &[&NodeInfo], snapshot: &Snapshot) -> Vec<Node
                 pod_affinity[i],
                 balanced_allocation_with(&req, n),
                 image_locality_with(&images, n, snapshot),
-            ];
-            let total = plugins.iter().zip(WEIGHTS).map(|(s, (_, w))| s * w).sum();
-            NodeScore {
-                node: n.name().to_string(),
-                plugins,
-                total,
-            }
+            ]
         })
         .collect()
 }
