@@ -43,3 +43,5 @@ pub use score::{NodeScore, score};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_scheduler;

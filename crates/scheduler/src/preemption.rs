@@ -169,10 +169,10 @@ pub fn select_victims_on_node(
     for p in potential {
         let key = p.key.clone();
         trimmed.add_pod_info(p);
-        if fits(&trimmed).is_err() {
-            if let Some(v) = trimmed.remove_pod(&key) {
-                victims.push(v);
-            }
+        if fits(&trimmed).is_err()
+            && let Some(v) = trimmed.remove_pod(&key)
+        {
+            victims.push(v);
         }
     }
     Ok(victims)

@@ -138,6 +138,11 @@ impl Scheduler {
         &self.cache
     }
 
+    /// Where the next feasible-node search starts (round-robin over the nodes).
+    pub fn next_start(&self) -> usize {
+        self.next_start
+    }
+
     /// The queue.
     pub fn queue(&self) -> &SchedulingQueue {
         &self.queue
@@ -232,13 +237,15 @@ impl Scheduler {
         self.cache.remove_node(name);
     }
 
-    /// A binding came back: done, or un-assumed and backing off.
+    /// A binding came back: done, or un-assumed and backing off (the room it
+    /// held may let unschedulable pods fit, so they are retried).
     pub fn on_bound(&mut self, key: &str, ok: bool, now: Timestamp) {
         if ok {
             self.queue.done(key);
         } else {
             self.cache.forget(key);
             self.queue.backoff(key, now);
+            self.queue.move_all_to_active_or_backoff(now);
         }
     }
 
