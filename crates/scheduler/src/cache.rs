@@ -62,6 +62,11 @@ impl Cache {
         self.pods.len()
     }
 
+    /// The keys of the pods accounted (bound, assumed, waiting for their node).
+    pub fn pod_keys(&self) -> impl Iterator<Item = &str> {
+        self.pods.keys().map(String::as_str)
+    }
+
     /// Adds a node or updates it (labels, taints, allocatable, images), keeping its pods.
     pub fn add_node(&mut self, node: Node) {
         let name = node.metadata.name.clone().unwrap_or_default();

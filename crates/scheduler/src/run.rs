@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
@@ -286,6 +287,9 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
     let mut nodes_stream =
         watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).boxed();
     let mut sched = Scheduler::new();
+    // Keys seen during a (re-)list, to forget what disappeared meanwhile.
+    let mut listed_pods: Option<HashSet<String>> = None;
+    let mut listed_nodes: Option<HashSet<String>> = None;
     // Bindings run concurrently; their results come back here.
     let (bound_tx, mut bound_rx) = tokio::sync::mpsc::unbounded_channel::<(String, bool)>();
     let io = Io {
@@ -308,11 +312,20 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             _ = shutdown.changed() => return,
             ev = pods_stream.next() => match ev {
-                Some(Ok(watcher::Event::Apply(p))) | Some(Ok(watcher::Event::InitApply(p))) => {
+                Some(Ok(watcher::Event::Init)) => listed_pods = Some(HashSet::new()),
+                Some(Ok(watcher::Event::InitApply(p))) => {
+                    if let Some(l) = listed_pods.as_mut() {
+                        l.insert(key(&p));
+                    }
                     sched.on_pod(p, Timestamp::now());
                 }
+                Some(Ok(watcher::Event::InitDone)) => {
+                    if let Some(l) = listed_pods.take() {
+                        sched.resync_pods(&l, Timestamp::now());
+                    }
+                }
+                Some(Ok(watcher::Event::Apply(p))) => sched.on_pod(p, Timestamp::now()),
                 Some(Ok(watcher::Event::Delete(p))) => sched.on_pod_deleted(&p, Timestamp::now()),
-                Some(Ok(_)) => {}
                 Some(Err(e)) => {
                     tracing::warn!("scheduler pod watch: {e}");
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -320,13 +333,22 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
                 None => return,
             },
             ev = nodes_stream.next() => match ev {
-                Some(Ok(watcher::Event::Apply(n))) | Some(Ok(watcher::Event::InitApply(n))) => {
+                Some(Ok(watcher::Event::Init)) => listed_nodes = Some(HashSet::new()),
+                Some(Ok(watcher::Event::InitApply(n))) => {
+                    if let Some(l) = listed_nodes.as_mut() {
+                        l.insert(n.metadata.name.clone().unwrap_or_default());
+                    }
                     sched.on_node(&n, Timestamp::now());
                 }
+                Some(Ok(watcher::Event::InitDone)) => {
+                    if let Some(l) = listed_nodes.take() {
+                        sched.resync_nodes(&l);
+                    }
+                }
+                Some(Ok(watcher::Event::Apply(n))) => sched.on_node(&n, Timestamp::now()),
                 Some(Ok(watcher::Event::Delete(n))) => {
                     sched.on_node_deleted(n.metadata.name.as_deref().unwrap_or(""));
                 }
-                Some(Ok(_)) => {}
                 Some(Err(e)) => {
                     tracing::warn!("scheduler node watch: {e}");
                     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -3,7 +3,7 @@
 //! turns due pods into [`Action`]s (bind, report unschedulable, preempt) that
 //! [`crate::run`] carries out against the API. Time is passed in.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -229,6 +229,40 @@ impl Scheduler {
         self.cache.add_node(node);
         if changed {
             self.queue.move_all_to_active_or_backoff(now);
+        }
+    }
+
+    /// A re-list of pods ended: pods known but not listed were deleted while
+    /// the watch was down, and are forgotten as if deleted.
+    pub fn resync_pods(&mut self, listed: &HashSet<String>, now: Timestamp) {
+        let gone: Vec<String> = self
+            .cache
+            .pod_keys()
+            .chain(self.pending.keys().map(String::as_str))
+            .filter(|k| !listed.contains(*k))
+            .map(str::to_string)
+            .collect();
+        for k in &gone {
+            self.cache.remove_pod(k);
+            self.forget_pending(k);
+        }
+        if !gone.is_empty() {
+            self.queue.move_all_to_active_or_backoff(now);
+        }
+    }
+
+    /// A re-list of nodes ended: nodes not listed are removed.
+    pub fn resync_nodes(&mut self, listed: &HashSet<String>) {
+        let gone: Vec<String> = self
+            .cache
+            .snapshot()
+            .nodes
+            .iter()
+            .map(|n| n.name().to_string())
+            .filter(|n| !listed.contains(n))
+            .collect();
+        for n in gone {
+            self.cache.remove_node(&n);
         }
     }
 

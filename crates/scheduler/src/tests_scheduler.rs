@@ -671,3 +671,30 @@ fn the_loop_preempts_waits_for_victims_then_binds() {
     );
     assert_eq!(s.cache().nominated_node("default/high"), None);
 }
+
+#[test]
+fn a_relist_forgets_what_was_deleted_while_the_watch_was_down() {
+    let mut s = Scheduler::new();
+    s.on_node(&ready(plain_node("n1")), at(0));
+    s.on_node(&ready(plain_node("n2")), at(0));
+    s.on_pod(bound(prio("kept", 0, "1"), "n1"), at(0));
+    s.on_pod(bound(prio("gone", 0, "2"), "n1"), at(0));
+    s.on_pod(prio("waiting", 0, "100"), at(0));
+    assert_eq!(drain(&mut s, at(0)).len(), 1);
+    let listed = |keys: &[&str]| keys.iter().map(|k| k.to_string()).collect();
+    s.resync_pods(&listed(&["default/kept"]), at(1));
+    assert_eq!(
+        s.cache().snapshot().get("n1").unwrap().requested.milli_cpu,
+        1000
+    );
+    assert_eq!(s.queue().lens(), (0, 0, 0));
+    s.resync_nodes(&listed(&["n2"]));
+    let names: Vec<&str> = s
+        .cache()
+        .snapshot()
+        .nodes
+        .iter()
+        .map(|n| n.name())
+        .collect();
+    assert_eq!(names, vec!["n2"]);
+}
