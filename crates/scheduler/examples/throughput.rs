@@ -3,7 +3,9 @@
 //! the adaptive percentage of nodes to score, scores, assume), with every
 //! binding reported back at once and confirmed as the watch would.
 //!
-//! `cargo run --release -p skiff-scheduler --example throughput [nodes] [pods]`
+//! `cargo run --release -p skiff-scheduler --example throughput [nodes] [pods] [plain|spread|anti]`
+//! (`spread`: a zone topology spread constraint on every pod; `anti`: required
+//! pod anti-affinity by hostname on every pod).
 
 use std::time::Instant;
 
@@ -25,12 +27,27 @@ fn node(i: usize) -> Node {
     .expect("node")
 }
 
-fn pod(i: usize) -> Pod {
+fn pod(i: usize, mode: &str) -> Pod {
+    let app = format!("app-{}", i % 50);
+    let mut spec = json!({"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]});
+    match mode {
+        // Every pod spreads its app over zones.
+        "spread" => {
+            spec["topologySpreadConstraints"] = json!([{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": app}}}]);
+        }
+        // Every pod keeps away from pods of its app on the same node.
+        "anti" => {
+            spec["affinity"] = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": "kubernetes.io/hostname"}]}});
+        }
+        _ => {}
+    }
     serde_json::from_value(json!({
         "metadata": {"name": format!("pod-{i}"), "namespace": "default", "uid": format!("uid-{i}"),
-                     "labels": {"app": format!("app-{}", i % 50)}},
-        "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
-            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]},
+                     "labels": {"app": app}},
+        "spec": spec,
     }))
     .expect("pod")
 }
@@ -39,12 +56,13 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let nodes: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5_000);
     let pods: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let mode = args.next().unwrap_or_else(|| "plain".into());
     let now = Timestamp::now();
     let mut sched = Scheduler::new();
     for i in 0..nodes {
         sched.on_node(&node(i), now);
     }
-    let objects: Vec<Pod> = (0..pods).map(pod).collect();
+    let objects: Vec<Pod> = (0..pods).map(|i| pod(i, &mode)).collect();
     let start = Instant::now();
     for p in objects {
         sched.on_pod(p, now);
@@ -78,7 +96,7 @@ fn main() {
     let elapsed = start.elapsed();
     let max = per_node.values().copied().max().unwrap_or(0);
     println!(
-        "{nodes} nodes, {pods} pods: {bound} bound, {failed} not placed in {:.3}s \
+        "{mode}: {nodes} nodes, {pods} pods: {bound} bound, {failed} not placed in {:.3}s \
          (queueing {:.3}s, binding echoes {:.3}s) = {:.0} pods/s; {} nodes used, at most {max} pods on one",
         elapsed.as_secs_f64(),
         queued.as_secs_f64(),

@@ -3,7 +3,7 @@
 //! PodTopologySpread, InterPodAffinity. The first plugin that rejects a node
 //! decides its reasons, as in the framework's `RunFilterPlugins`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 
 use k8s_openapi::api::core::v1::{Pod, Taint};
 use skiff_api::selector::LabelSelector;
@@ -164,7 +164,37 @@ pub(crate) fn node_taints(node: &NodeInfo) -> &[Taint] {
         .unwrap_or(&[])
 }
 
-type Pair = (String, String);
+/// Pod counts per topology domain: topology key → value → count. Looked up
+/// by borrowed strings, so filtering a node allocates nothing.
+#[derive(Debug, Clone, Default)]
+struct TopoCounts(HashMap<String, HashMap<String, i64>>);
+
+impl TopoCounts {
+    fn add(&mut self, key: &str, value: &str, n: i64) {
+        let values = match self.0.get_mut(key) {
+            Some(v) => v,
+            None => self.0.entry(key.to_string()).or_default(),
+        };
+        match values.get_mut(value) {
+            Some(c) => *c += n,
+            None => {
+                values.insert(value.to_string(), n);
+            }
+        }
+    }
+
+    fn get(&self, key: &str, value: &str) -> i64 {
+        self.0
+            .get(key)
+            .and_then(|v| v.get(value))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 /// The state one pod's filtering computes once over the whole snapshot
 /// (the PreFilter phase) and then uses per node.
@@ -177,11 +207,13 @@ pub struct Cycle<'a> {
     requests: Resources,
     ports: Vec<crate::node_info::HostPort>,
     spread: Vec<SpreadConstraint>,
-    spread_counts: Vec<BTreeMap<String, i64>>,
+    spread_counts: Vec<HashMap<String, i64>>,
+    /// The smallest count over each constraint's domains (None: no domain).
+    spread_min: Vec<Option<i64>>,
     terms: PodAffinityTerms,
-    affinity_counts: BTreeMap<Pair, i64>,
-    anti_affinity_counts: BTreeMap<Pair, i64>,
-    existing_anti_affinity_counts: BTreeMap<Pair, i64>,
+    affinity_counts: TopoCounts,
+    anti_affinity_counts: TopoCounts,
+    existing_anti_affinity_counts: TopoCounts,
     /// Nodes NodeAffinity's PreFilter narrowed the search to, if any.
     pub(crate) node_names: Option<BTreeSet<String>>,
     /// A PreFilter failure that rejects every node.
@@ -215,12 +247,13 @@ impl<'a> Cycle<'a> {
             ),
             requests: pod_requests(pod),
             ports: pod_host_ports(pod),
-            spread_counts: vec![BTreeMap::new(); spread.len()],
+            spread_counts: vec![HashMap::new(); spread.len()],
+            spread_min: vec![None; spread.len()],
             spread,
             terms,
-            affinity_counts: BTreeMap::new(),
-            anti_affinity_counts: BTreeMap::new(),
-            existing_anti_affinity_counts: BTreeMap::new(),
+            affinity_counts: TopoCounts::default(),
+            anti_affinity_counts: TopoCounts::default(),
+            existing_anti_affinity_counts: TopoCounts::default(),
             node_names: None,
             pre_filter_error: None,
         };
@@ -296,10 +329,28 @@ impl<'a> Cycle<'a> {
                 if !c.includes(self.pod, node) {
                     continue;
                 }
-                let value = node.label(&c.topology_key).unwrap_or_default().to_string();
-                *counts[i].entry(value).or_default() += c.count(self.pod, node);
+                let value = node.label(&c.topology_key).unwrap_or_default();
+                let n = c.count(self.pod, node);
+                match counts[i].get_mut(value) {
+                    Some(slot) => *slot += n,
+                    None => {
+                        counts[i].insert(value.to_string(), n);
+                    }
+                }
             }
         }
+        self.spread_min = self
+            .spread
+            .iter()
+            .zip(&counts)
+            .map(|(c, counts)| {
+                if (counts.len() as i64) < c.min_domains {
+                    Some(0)
+                } else {
+                    counts.values().min().copied()
+                }
+            })
+            .collect();
         self.spread_counts = counts;
     }
 
@@ -312,9 +363,9 @@ impl<'a> Cycle<'a> {
         if !own && !self.snapshot.have_pods_with_required_anti_affinity() {
             return;
         }
-        let mut existing_anti: BTreeMap<Pair, i64> = BTreeMap::new();
-        let mut affinity: BTreeMap<Pair, i64> = BTreeMap::new();
-        let mut anti: BTreeMap<Pair, i64> = BTreeMap::new();
+        let mut existing_anti = TopoCounts::default();
+        let mut affinity = TopoCounts::default();
+        let mut anti = TopoCounts::default();
         for node in self.nodes() {
             if !own && node.pods_with_required_anti_affinity == 0 {
                 continue;
@@ -325,9 +376,7 @@ impl<'a> Cycle<'a> {
                         if let Some(v) = node.label(&t.topology_key)
                             && t.matches(self.pod, ns)
                         {
-                            *existing_anti
-                                .entry((t.topology_key.clone(), v.to_string()))
-                                .or_default() += 1;
+                            existing_anti.add(&t.topology_key, v, 1);
                         }
                     }
                 }
@@ -339,9 +388,7 @@ impl<'a> Cycle<'a> {
                 {
                     for t in &self.terms.affinity {
                         if let Some(v) = node.label(&t.topology_key) {
-                            *affinity
-                                .entry((t.topology_key.clone(), v.to_string()))
-                                .or_default() += 1;
+                            affinity.add(&t.topology_key, v, 1);
                         }
                     }
                 }
@@ -349,9 +396,7 @@ impl<'a> Cycle<'a> {
                     if let Some(v) = node.label(&t.topology_key)
                         && t.matches(existing, ns)
                     {
-                        *anti
-                            .entry((t.topology_key.clone(), v.to_string()))
-                            .or_default() += 1;
+                        anti.add(&t.topology_key, v, 1);
                     }
                 }
             }
@@ -514,15 +559,11 @@ impl<'a> Cycle<'a> {
                     ERR_SPREAD_LABEL,
                 ));
             };
-            let counts = &self.spread_counts[i];
-            let min = if (counts.len() as i64) < c.min_domains {
-                Some(0)
-            } else {
-                counts.values().min().copied()
+            let Some(min) = self.spread_min[i] else {
+                continue;
             };
-            let Some(min) = min else { continue };
             let self_match = i64::from(selector_matches(&c.selector, pod_labels));
-            let here = counts.get(value).copied().unwrap_or(0);
+            let here = self.spread_counts[i].get(value).copied().unwrap_or(0);
             if here + self_match - min > c.max_skew {
                 return Err(Rejection::new(
                     "PodTopologySpread",
@@ -540,20 +581,18 @@ impl<'a> Cycle<'a> {
             return reject(Code::UnschedulableAndUnresolvable, ERR_POD_AFFINITY);
         }
         let anti = self.terms.anti_affinity.iter().any(|t| {
-            node.label(&t.topology_key).is_some_and(|v| {
-                self.anti_affinity_counts
-                    .get(&(t.topology_key.clone(), v.to_string()))
-                    .is_some_and(|n| *n > 0)
-            })
+            node.label(&t.topology_key)
+                .is_some_and(|v| self.anti_affinity_counts.get(&t.topology_key, v) > 0)
         });
         if anti {
             return reject(Code::Unschedulable, ERR_POD_ANTI_AFFINITY);
         }
-        let existing = node.labels().into_iter().flatten().any(|(k, v)| {
-            self.existing_anti_affinity_counts
-                .get(&(k.clone(), v.clone()))
-                .is_some_and(|n| *n > 0)
-        });
+        let existing = !self.existing_anti_affinity_counts.is_empty()
+            && node
+                .labels()
+                .into_iter()
+                .flatten()
+                .any(|(k, v)| self.existing_anti_affinity_counts.get(k, v) > 0);
         if existing {
             return reject(Code::Unschedulable, ERR_EXISTING_ANTI_AFFINITY);
         }
@@ -566,11 +605,7 @@ impl<'a> Cycle<'a> {
             let Some(v) = node.label(&t.topology_key) else {
                 return false;
             };
-            if self
-                .affinity_counts
-                .get(&(t.topology_key.clone(), v.to_string()))
-                .is_none_or(|n| *n <= 0)
-            {
+            if self.affinity_counts.get(&t.topology_key, v) <= 0 {
                 pods_exist = false;
             }
         }

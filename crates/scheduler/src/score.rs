@@ -224,8 +224,11 @@ fn inter_pod_affinity(pod: &Pod, feasible: &[&NodeInfo], snapshot: &Snapshot) ->
     let ns = &snapshot.namespace_labels;
     let own = PodAffinityTerms::of(pod);
     let mut topo: BTreeMap<(String, String), i64> = BTreeMap::new();
-    // As with HavePodsWithAffinityList: a pod without terms only meets existing pods that have some.
-    if own.is_empty() && !snapshot.have_pods_with_affinity() {
+    // Only the pod's preferred terms look at every existing pod; without them
+    // only existing pods with terms (HavePodsWithAffinityList) can score.
+    let own_preferred =
+        !own.preferred_affinity.is_empty() || !own.preferred_anti_affinity.is_empty();
+    if !own_preferred && !snapshot.have_pods_with_affinity() {
         return vec![0; feasible.len()];
     }
     let none = PodAffinityTerms::of(&Pod::default());
@@ -233,12 +236,15 @@ fn inter_pod_affinity(pod: &Pod, feasible: &[&NodeInfo], snapshot: &Snapshot) ->
         if node.labels().is_none_or(|l| l.is_empty()) {
             continue;
         }
-        if own.is_empty() && node.pods_with_affinity == 0 {
+        if !own_preferred && node.pods_with_affinity == 0 {
             continue;
         }
         for existing in &node.pods {
             let theirs = existing.terms.as_deref().unwrap_or(&none);
-            if own.is_empty() && theirs.is_empty() {
+            let theirs_score = !theirs.affinity.is_empty()
+                || !theirs.preferred_affinity.is_empty()
+                || !theirs.preferred_anti_affinity.is_empty();
+            if !own_preferred && !theirs_score {
                 continue;
             }
             let mut add = |terms: &[crate::matching::AffinityTerm], target: &Pod, sign: i64| {
