@@ -320,7 +320,7 @@ impl Scheduler {
                 })
             }
             Err(mut fit) => {
-                self.next_start = (self.next_start + n) % n;
+                // Every node was looked at: the next search starts where this one did.
                 match preempt(&pod, snapshot, &fit, self.seed) {
                     Ok(candidate) => Some(self.nominate(key, pod, candidate, &fit, now)),
                     Err(msg) => {
