@@ -7,13 +7,13 @@
 //! - [`resources`]: resource amounts and `PodRequests` (init containers, sidecars, overhead).
 //! - [`node_info`]: [`NodeInfo`] (a node with its pods, requests, ports, images) and [`Snapshot`].
 //! - [`matching`]: tolerations, node selector terms, pod affinity terms.
-//! - [`filter`]: the filter plugins in Kubernetes' order, and their reason strings.
-//! - [`score`]: the score plugins, normalised and weighted.
-//! - [`schedule`]: one attempt, [`schedule()`] / [`schedule_from`] (percentage of nodes to score), and [`FitError`].
+//! - [`filter`](mod@filter): the filter plugins in Kubernetes' order, and their reason strings.
+//! - [`score`](mod@score): the score plugins, normalised and weighted.
+//! - [`schedule`](mod@schedule): one attempt, [`schedule()`] / [`schedule_from`] (percentage of nodes to score), and [`FitError`].
 //! - [`queue`]: [`SchedulingQueue`] — active, back-off and unschedulable pods.
 //! - [`cache`]: [`Cache`] — the incremental snapshot: bound and assumed pods, nominations.
 //! - [`preemption`]: DefaultPreemption — victims, candidate ordering, [`preempt`].
-//! - [`scheduler`]: [`Scheduler`] — events in, [`Action`]s out; the loop's pure core.
+//! - [`scheduler`](mod@scheduler): [`Scheduler`] — events in, [`Action`]s out; the loop's pure core.
 //! - [`run`]: the scheduler loop: watches pods and nodes, carries out actions, binds.
 
 pub mod cache;
