@@ -5,7 +5,8 @@
 //!
 //! `cargo run --release -p skiff-scheduler --example throughput [nodes] [pods] [plain|spread|anti]`
 //! (`spread`: a zone topology spread constraint on every pod; `anti`: required
-//! pod anti-affinity by hostname on every pod).
+//! pod anti-affinity by hostname on every pod; `preempt`: every node is full of
+//! a low-priority pod and every pod must preempt one, victims going at once).
 
 use std::time::Instant;
 
@@ -42,6 +43,11 @@ fn pod(i: usize, mode: &str) -> Pod {
             spec["affinity"] = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
                 {"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": "kubernetes.io/hostname"}]}});
         }
+        // Every pod needs a whole node and outranks the pods already there.
+        "preempt" => {
+            spec["priority"] = json!(100);
+            spec["containers"][0]["resources"]["requests"]["cpu"] = json!("32");
+        }
         _ => {}
     }
     serde_json::from_value(json!({
@@ -57,10 +63,27 @@ fn main() {
     let nodes: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5_000);
     let pods: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let mode = args.next().unwrap_or_else(|| "plain".into());
-    let now = Timestamp::now();
+    let mut now = Timestamp::now();
     let mut sched = Scheduler::new();
     for i in 0..nodes {
         sched.on_node(&node(i), now);
+        if mode == "preempt" {
+            // A low-priority pod already fills each node.
+            let mut low = pod(i, "plain");
+            low.metadata.name = Some(format!("low-{i}"));
+            let spec = low.spec.as_mut().expect("spec");
+            spec.node_name = Some(format!("node-{i}"));
+            spec.containers[0]
+                .resources
+                .as_mut()
+                .and_then(|r| r.requests.as_mut())
+                .expect("requests")
+                .insert(
+                    "cpu".into(),
+                    k8s_openapi::apimachinery::pkg::api::resource::Quantity("32".into()),
+                );
+            sched.on_pod(low, now);
+        }
     }
     let objects: Vec<Pod> = (0..pods).map(|i| pod(i, &mode)).collect();
     let start = Instant::now();
@@ -70,6 +93,7 @@ fn main() {
     let queued = start.elapsed();
     let mut bound = 0usize;
     let mut failed = 0usize;
+    let mut preempted = 0usize;
     let mut per_node = std::collections::HashMap::<String, usize>::new();
     let mut echo_time = std::time::Duration::ZERO;
     while let Some(action) = sched.schedule_next(now) {
@@ -89,14 +113,22 @@ fn main() {
                 *per_node.entry(node).or_default() += 1;
                 bound += 1;
             }
-            _ => failed += 1,
+            Action::Preempt { victims, .. } => {
+                // The victims go at once; the preemptor's back-off passes.
+                for v in victims {
+                    sched.on_pod_deleted(&v, now);
+                }
+                now += jiff::SignedDuration::from_secs(11);
+                preempted += 1;
+            }
+            Action::Unschedulable { .. } => failed += 1,
         }
         echo_time += t.elapsed();
     }
     let elapsed = start.elapsed();
     let max = per_node.values().copied().max().unwrap_or(0);
     println!(
-        "{mode}: {nodes} nodes, {pods} pods: {bound} bound, {failed} not placed in {:.3}s \
+        "{mode}: {nodes} nodes, {pods} pods: {bound} bound, {preempted} preemptions, {failed} not placed in {:.3}s \
          (queueing {:.3}s, binding echoes {:.3}s) = {:.0} pods/s; {} nodes used, at most {max} pods on one",
         elapsed.as_secs_f64(),
         queued.as_secs_f64(),

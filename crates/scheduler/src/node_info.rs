@@ -121,8 +121,8 @@ impl Deref for PodInfo {
 /// One node with the pods bound to it and the sums derived from them.
 #[derive(Debug, Clone, Default)]
 pub struct NodeInfo {
-    /// The node object.
-    pub node: Node,
+    /// The node object, shared (copies of a NodeInfo made for preemption do not copy it).
+    pub node: Arc<Node>,
     /// The pods bound (or assumed) to the node, not Succeeded or Failed.
     pub pods: Vec<PodInfo>,
     /// How many of the pods have pod affinity or anti-affinity terms.
@@ -166,7 +166,7 @@ impl NodeInfo {
                     .insert(name.clone(), img.size_bytes.unwrap_or(0));
             }
         }
-        self.node = node;
+        self.node = Arc::new(node);
     }
 
     /// The node's name.
