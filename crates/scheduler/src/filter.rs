@@ -3,7 +3,7 @@
 //! PodTopologySpread, InterPodAffinity. The first plugin that rejects a node
 //! decides its reasons, as in the framework's `RunFilterPlugins`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 
 use k8s_openapi::api::core::v1::{Pod, Taint};
 use skiff_api::selector::LabelSelector;
@@ -164,21 +164,56 @@ pub(crate) fn node_taints(node: &NodeInfo) -> &[Taint] {
         .unwrap_or(&[])
 }
 
-type Pair = (String, String);
+/// Pod counts per topology domain: topology key → value → count. Looked up
+/// by borrowed strings, so filtering a node allocates nothing.
+#[derive(Debug, Clone, Default)]
+struct TopoCounts(HashMap<String, HashMap<String, i64>>);
+
+impl TopoCounts {
+    fn add(&mut self, key: &str, value: &str, n: i64) {
+        let values = match self.0.get_mut(key) {
+            Some(v) => v,
+            None => self.0.entry(key.to_string()).or_default(),
+        };
+        match values.get_mut(value) {
+            Some(c) => *c += n,
+            None => {
+                values.insert(value.to_string(), n);
+            }
+        }
+    }
+
+    fn get(&self, key: &str, value: &str) -> i64 {
+        self.0
+            .get(key)
+            .and_then(|v| v.get(value))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 /// The state one pod's filtering computes once over the whole snapshot
 /// (the PreFilter phase) and then uses per node.
 pub struct Cycle<'a> {
     pod: &'a Pod,
     snapshot: &'a Snapshot,
+    override_node: Option<&'a NodeInfo>,
+    priority: i32,
+    key: String,
     requests: Resources,
     ports: Vec<crate::node_info::HostPort>,
     spread: Vec<SpreadConstraint>,
-    spread_counts: Vec<BTreeMap<String, i64>>,
+    spread_counts: Vec<HashMap<String, i64>>,
+    /// The smallest count over each constraint's domains (None: no domain).
+    spread_min: Vec<Option<i64>>,
     terms: PodAffinityTerms,
-    affinity_counts: BTreeMap<Pair, i64>,
-    anti_affinity_counts: BTreeMap<Pair, i64>,
-    existing_anti_affinity_counts: BTreeMap<Pair, i64>,
+    affinity_counts: TopoCounts,
+    anti_affinity_counts: TopoCounts,
+    existing_anti_affinity_counts: TopoCounts,
     /// Nodes NodeAffinity's PreFilter narrowed the search to, if any.
     pub(crate) node_names: Option<BTreeSet<String>>,
     /// A PreFilter failure that rejects every node.
@@ -188,19 +223,37 @@ pub struct Cycle<'a> {
 impl<'a> Cycle<'a> {
     /// Runs the PreFilter phase for `pod` over `snapshot`.
     pub fn new(pod: &'a Pod, snapshot: &'a Snapshot) -> Self {
+        Self::with_override(pod, snapshot, None)
+    }
+
+    /// Runs the PreFilter phase for `pod` over `snapshot` with `override_node`
+    /// standing in for the node of its name (preemption's "what if these pods were gone").
+    pub fn with_override(
+        pod: &'a Pod,
+        snapshot: &'a Snapshot,
+        override_node: Option<&'a NodeInfo>,
+    ) -> Self {
         let terms = PodAffinityTerms::of(pod);
         let spread = spread_constraints(pod, "DoNotSchedule");
         let mut cycle = Cycle {
             pod,
             snapshot,
+            override_node,
+            priority: pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0),
+            key: format!(
+                "{}/{}",
+                pod.metadata.namespace.as_deref().unwrap_or(""),
+                pod.metadata.name.as_deref().unwrap_or("")
+            ),
             requests: pod_requests(pod),
             ports: pod_host_ports(pod),
-            spread_counts: vec![BTreeMap::new(); spread.len()],
+            spread_counts: vec![HashMap::new(); spread.len()],
+            spread_min: vec![None; spread.len()],
             spread,
             terms,
-            affinity_counts: BTreeMap::new(),
-            anti_affinity_counts: BTreeMap::new(),
-            existing_anti_affinity_counts: BTreeMap::new(),
+            affinity_counts: TopoCounts::default(),
+            anti_affinity_counts: TopoCounts::default(),
+            existing_anti_affinity_counts: TopoCounts::default(),
             node_names: None,
             pre_filter_error: None,
         };
@@ -249,11 +302,22 @@ impl<'a> Cycle<'a> {
         }
     }
 
+    /// The snapshot's nodes, with the override (a node with pods taken off
+    /// for preemption) in place of the node of the same name.
+    fn nodes(&self) -> impl Iterator<Item = &'a NodeInfo> + '_ {
+        let over = self.override_node;
+        self.snapshot.nodes.iter().map(move |n| match over {
+            Some(o) if o.name() == n.name() => o,
+            _ => n,
+        })
+    }
+
     fn pre_filter_spread(&mut self) {
         if self.spread.is_empty() {
             return;
         }
-        for node in &self.snapshot.nodes {
+        let mut counts = std::mem::take(&mut self.spread_counts);
+        for node in self.nodes() {
             if !self
                 .spread
                 .iter()
@@ -265,35 +329,66 @@ impl<'a> Cycle<'a> {
                 if !c.includes(self.pod, node) {
                     continue;
                 }
-                let value = node.label(&c.topology_key).unwrap_or_default().to_string();
-                *self.spread_counts[i].entry(value).or_default() += c.count(self.pod, node);
+                let value = node.label(&c.topology_key).unwrap_or_default();
+                let n = c.count(self.pod, node);
+                match counts[i].get_mut(value) {
+                    Some(slot) => *slot += n,
+                    None => {
+                        counts[i].insert(value.to_string(), n);
+                    }
+                }
             }
         }
+        self.spread_min = self
+            .spread
+            .iter()
+            .zip(&counts)
+            .map(|(c, counts)| {
+                if (counts.len() as i64) < c.min_domains {
+                    Some(0)
+                } else {
+                    counts.values().min().copied()
+                }
+            })
+            .collect();
+        self.spread_counts = counts;
     }
 
+    /// InterPodAffinity's PreFilter. Pods without required terms only need the
+    /// existing pods' required anti-affinity, and only nodes holding such pods
+    /// are looked at; with neither, nothing is done at all.
     fn pre_filter_affinity(&mut self) {
         let ns = &self.snapshot.namespace_labels;
-        for node in &self.snapshot.nodes {
+        let own = !self.terms.affinity.is_empty() || !self.terms.anti_affinity.is_empty();
+        if !own && !self.snapshot.have_pods_with_required_anti_affinity() {
+            return;
+        }
+        let mut existing_anti = TopoCounts::default();
+        let mut affinity = TopoCounts::default();
+        let mut anti = TopoCounts::default();
+        for node in self.nodes() {
+            if !own && node.pods_with_required_anti_affinity == 0 {
+                continue;
+            }
             for existing in &node.pods {
-                for t in PodAffinityTerms::of(existing).anti_affinity {
-                    if let Some(v) = node.label(&t.topology_key)
-                        && t.matches(self.pod, ns)
-                    {
-                        *self
-                            .existing_anti_affinity_counts
-                            .entry((t.topology_key.clone(), v.to_string()))
-                            .or_default() += 1;
+                if let Some(theirs) = &existing.terms {
+                    for t in &theirs.anti_affinity {
+                        if let Some(v) = node.label(&t.topology_key)
+                            && t.matches(self.pod, ns)
+                        {
+                            existing_anti.add(&t.topology_key, v, 1);
+                        }
                     }
+                }
+                if !own {
+                    continue;
                 }
                 if !self.terms.affinity.is_empty()
                     && self.terms.affinity.iter().all(|t| t.matches(existing, ns))
                 {
                     for t in &self.terms.affinity {
                         if let Some(v) = node.label(&t.topology_key) {
-                            *self
-                                .affinity_counts
-                                .entry((t.topology_key.clone(), v.to_string()))
-                                .or_default() += 1;
+                            affinity.add(&t.topology_key, v, 1);
                         }
                     }
                 }
@@ -301,14 +396,43 @@ impl<'a> Cycle<'a> {
                     if let Some(v) = node.label(&t.topology_key)
                         && t.matches(existing, ns)
                     {
-                        *self
-                            .anti_affinity_counts
-                            .entry((t.topology_key.clone(), v.to_string()))
-                            .or_default() += 1;
+                        anti.add(&t.topology_key, v, 1);
                     }
                 }
             }
         }
+        self.existing_anti_affinity_counts = existing_anti;
+        self.affinity_counts = affinity;
+        self.anti_affinity_counts = anti;
+    }
+
+    /// Whether the PreFilter state depends on other pods (spread constraints
+    /// or pod affinity), so taking pods off a node needs a new [`Cycle`].
+    pub fn depends_on_other_pods(&self) -> bool {
+        !self.spread.is_empty()
+            || !self.terms.affinity.is_empty()
+            || !self.terms.anti_affinity.is_empty()
+            || self.snapshot.have_pods_with_required_anti_affinity()
+    }
+
+    /// [`Self::filter`] as the framework runs it with nominated pods: the pods
+    /// nominated to the node with at least this pod's priority are added to
+    /// it first (their resources and ports are held for them), and the node
+    /// must pass both with and without them.
+    pub fn filter_with_nominated(&self, node: &NodeInfo) -> Result<(), Rejection> {
+        let mut nominated = self
+            .snapshot
+            .nominated_for(node.name(), self.priority, &self.key)
+            .peekable();
+        if nominated.peek().is_none() {
+            return self.filter(node);
+        }
+        let mut with = node.clone();
+        for p in nominated {
+            with.add_pod_info(p.clone());
+        }
+        self.filter(&with)?;
+        self.filter(node)
     }
 
     /// Runs every filter plugin on one node; the first rejection wins.
@@ -330,15 +454,17 @@ impl<'a> Cycle<'a> {
             .as_ref()
             .and_then(|s| s.unschedulable)
             .unwrap_or(false);
+        if !unschedulable {
+            return Ok(());
+        }
         let taint = Taint {
             key: "node.kubernetes.io/unschedulable".into(),
             effect: "NoSchedule".into(),
             ..Default::default()
         };
-        if unschedulable
-            && !pod_tolerations(self.pod)
-                .iter()
-                .any(|t| tolerates(t, &taint))
+        if !pod_tolerations(self.pod)
+            .iter()
+            .any(|t| tolerates(t, &taint))
         {
             return Err(Rejection::new(
                 "NodeUnschedulable",
@@ -433,15 +559,11 @@ impl<'a> Cycle<'a> {
                     ERR_SPREAD_LABEL,
                 ));
             };
-            let counts = &self.spread_counts[i];
-            let min = if (counts.len() as i64) < c.min_domains {
-                Some(0)
-            } else {
-                counts.values().min().copied()
+            let Some(min) = self.spread_min[i] else {
+                continue;
             };
-            let Some(min) = min else { continue };
             let self_match = i64::from(selector_matches(&c.selector, pod_labels));
-            let here = counts.get(value).copied().unwrap_or(0);
+            let here = self.spread_counts[i].get(value).copied().unwrap_or(0);
             if here + self_match - min > c.max_skew {
                 return Err(Rejection::new(
                     "PodTopologySpread",
@@ -459,20 +581,18 @@ impl<'a> Cycle<'a> {
             return reject(Code::UnschedulableAndUnresolvable, ERR_POD_AFFINITY);
         }
         let anti = self.terms.anti_affinity.iter().any(|t| {
-            node.label(&t.topology_key).is_some_and(|v| {
-                self.anti_affinity_counts
-                    .get(&(t.topology_key.clone(), v.to_string()))
-                    .is_some_and(|n| *n > 0)
-            })
+            node.label(&t.topology_key)
+                .is_some_and(|v| self.anti_affinity_counts.get(&t.topology_key, v) > 0)
         });
         if anti {
             return reject(Code::Unschedulable, ERR_POD_ANTI_AFFINITY);
         }
-        let existing = node.labels().into_iter().flatten().any(|(k, v)| {
-            self.existing_anti_affinity_counts
-                .get(&(k.clone(), v.clone()))
-                .is_some_and(|n| *n > 0)
-        });
+        let existing = !self.existing_anti_affinity_counts.is_empty()
+            && node
+                .labels()
+                .into_iter()
+                .flatten()
+                .any(|(k, v)| self.existing_anti_affinity_counts.get(k, v) > 0);
         if existing {
             return reject(Code::Unschedulable, ERR_EXISTING_ANTI_AFFINITY);
         }
@@ -485,11 +605,7 @@ impl<'a> Cycle<'a> {
             let Some(v) = node.label(&t.topology_key) else {
                 return false;
             };
-            if self
-                .affinity_counts
-                .get(&(t.topology_key.clone(), v.to_string()))
-                .is_none_or(|n| *n <= 0)
-            {
+            if self.affinity_counts.get(&t.topology_key, v) <= 0 {
                 pods_exist = false;
             }
         }

@@ -189,6 +189,7 @@ impl AffinityTerm {
 
 /// The terms of a pod's affinity: (required affinity, required anti-affinity,
 /// preferred affinity, preferred anti-affinity).
+#[derive(Debug, Clone)]
 pub(crate) struct PodAffinityTerms {
     pub affinity: Vec<AffinityTerm>,
     pub anti_affinity: Vec<AffinityTerm>,

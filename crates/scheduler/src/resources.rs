@@ -71,6 +71,17 @@ impl Resources {
         }
     }
 
+    /// Subtracts another amount from this one, resource by resource.
+    pub fn sub(&mut self, o: &Resources) {
+        self.milli_cpu -= o.milli_cpu;
+        self.memory -= o.memory;
+        self.ephemeral_storage -= o.ephemeral_storage;
+        self.pods -= o.pods;
+        for (k, v) in &o.scalar {
+            *self.scalar.entry(k.clone()).or_default() -= v;
+        }
+    }
+
     /// Raises each resource to at least the other's amount.
     pub fn set_max(&mut self, o: &Resources) {
         self.milli_cpu = self.milli_cpu.max(o.milli_cpu);

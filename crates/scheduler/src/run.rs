@@ -1,95 +1,70 @@
-//! The scheduler as a client of the API: it watches pods and nodes, keeps
-//! the queue, places one pod at a time on a fresh snapshot, and binds
-//! through `pods/binding`. A placed pod is assumed on its node at once, so
-//! a burst of pods sees the earlier ones before their binding comes back.
+//! The scheduler as a client of the API: it watches pods and nodes, feeds
+//! them to the [`Scheduler`] (whose cache is kept incrementally), and carries
+//! out its actions. Bindings run concurrently (at most [`MAX_BINDINGS`] at a
+//! time); a placed pod is assumed on its node at once, so a burst of pods
+//! sees the earlier ones before their binding comes back. Events and status
+//! patches are fire and forget, off the binding path; `Scheduled` events are
+//! dropped while [`MAX_EVENT_WRITES`] event writes are already in flight.
 
-use crate::node_info::Snapshot;
-use crate::queue::SchedulingQueue;
-use crate::schedule::{FitError, pod_priority, schedule};
+use crate::preemption::{REASON_PREEMPTION_BY_SCHEDULER, disruption_message, preempted_message};
+use crate::scheduler::{Action, Scheduler};
+pub use crate::scheduler::{DEFAULT_SCHEDULER, NO_NODES, effective_node, wants};
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Event, Node, Pod, Taint};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
-/// The scheduler's name, as pods ask for it in `spec.schedulerName`.
-pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
+/// The most bindings in flight at once.
+pub const MAX_BINDINGS: usize = 256;
+/// The most event writes in flight at once; `Scheduled` events beyond it are dropped.
+pub const MAX_EVENT_WRITES: usize = 64;
 
 /// The key of a pod in the queue.
 pub fn key(pod: &Pod) -> String {
-    format!(
-        "{}/{}",
-        pod.metadata.namespace.as_deref().unwrap_or(""),
-        pod.metadata.name.as_deref().unwrap_or("")
-    )
+    crate::cache::pod_key(pod)
 }
 
-/// Whether this scheduler should place the pod.
-pub fn wants(pod: &Pod) -> bool {
-    let spec = pod.spec.as_ref();
-    spec.and_then(|s| s.node_name.as_deref())
-        .unwrap_or("")
-        .is_empty()
-        && spec
-            .and_then(|s| s.scheduler_name.as_deref())
-            .unwrap_or(DEFAULT_SCHEDULER)
-            == DEFAULT_SCHEDULER
-        && pod.metadata.deletion_timestamp.is_none()
-        && !matches!(
-            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-            Some("Succeeded") | Some("Failed")
-        )
+/// An event to record: on `pod`, optionally about a related object.
+struct EventSpec<'a> {
+    type_: &'a str,
+    reason: &'a str,
+    action: Option<&'a str>,
+    message: &'a str,
+    related: Option<&'a Pod>,
 }
 
-/// A node as the scheduler sees it: one whose Ready condition is not True
-/// carries the `node.kubernetes.io/not-ready` NoSchedule taint, as
-/// Kubernetes' node lifecycle controller adds it (TaintNodesByCondition).
-pub fn effective_node(node: &Node) -> Node {
-    let ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-        .map(|c| c.status == "True")
-        .unwrap_or(false);
-    let mut n = node.clone();
-    if !ready {
-        let spec = n.spec.get_or_insert_with(Default::default);
-        let taints = spec.taints.get_or_insert_with(Vec::new);
-        if !taints
-            .iter()
-            .any(|t| t.key == "node.kubernetes.io/not-ready" && t.effect == "NoSchedule")
-        {
-            taints.push(Taint {
-                key: "node.kubernetes.io/not-ready".into(),
-                effect: "NoSchedule".into(),
-                ..Default::default()
-            });
-        }
-    }
-    n
+fn object_ref(pod: &Pod) -> serde_json::Value {
+    json!({"kind": "Pod", "namespace": pod.metadata.namespace, "name": pod.metadata.name, "uid": pod.metadata.uid,
+           "apiVersion": "v1", "resourceVersion": pod.metadata.resource_version})
 }
 
-async fn record(client: &kube::Client, pod: &Pod, type_: &str, reason: &str, message: &str) {
+async fn record(client: &kube::Client, pod: &Pod, e: EventSpec<'_>) {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let now = Timestamp::now()
         .round(jiff::Unit::Second)
         .unwrap_or_else(|_| Timestamp::now())
         .to_string();
-    let ev = json!({
+    let mut ev = json!({
         "metadata": {"name": format!("{name}.{:x}", Timestamp::now().as_nanosecond()), "namespace": ns},
-        "involvedObject": {"kind": "Pod", "namespace": ns, "name": name, "uid": pod.metadata.uid, "apiVersion": "v1",
-                           "resourceVersion": pod.metadata.resource_version},
-        "reason": reason, "message": message, "type": type_,
+        "involvedObject": object_ref(pod),
+        "reason": e.reason, "message": e.message, "type": e.type_,
         "source": {"component": DEFAULT_SCHEDULER},
         "reportingComponent": DEFAULT_SCHEDULER,
         "count": 1, "firstTimestamp": now, "lastTimestamp": now,
     });
+    if let Some(a) = e.action {
+        ev["action"] = json!(a);
+    }
+    if let Some(r) = e.related {
+        ev["related"] = object_ref(r);
+    }
     let Ok(ev) = serde_json::from_value::<Event>(ev) else {
         return;
     };
@@ -109,10 +84,12 @@ async fn bind(client: &kube::Client, pod: &Pod, node: &str) -> kube::Result<()> 
     client.request::<serde_json::Value>(req).await.map(|_| ())
 }
 
-/// What Kubernetes reports when there is no node at all.
-pub const NO_NODES: &str = "no nodes available to schedule pods";
-
-async fn mark_unschedulable(client: &kube::Client, pod: &Pod, message: &str) {
+async fn mark_unschedulable(
+    client: &kube::Client,
+    pod: &Pod,
+    message: &str,
+    nominated: Option<&str>,
+) {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -133,7 +110,10 @@ async fn mark_unschedulable(client: &kube::Client, pod: &Pod, message: &str) {
         .and_then(|s| s.conditions.as_ref())
         .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"));
     let message = message.to_string();
-    if prev.is_some_and(|c| c.status == "False" && c.message.as_deref() == Some(message.as_str())) {
+    if nominated.is_none()
+        && prev
+            .is_some_and(|c| c.status == "False" && c.message.as_deref() == Some(message.as_str()))
+    {
         return;
     }
     let now = Timestamp::now()
@@ -142,10 +122,162 @@ async fn mark_unschedulable(client: &kube::Client, pod: &Pod, message: &str) {
         .to_string();
     conditions.push(json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
                            "lastProbeTime": null, "lastTransitionTime": now}));
-    let patch = json!({"status": {"conditions": conditions}});
+    let mut patch = json!({"status": {"conditions": conditions}});
+    if let Some(n) = nominated {
+        patch["status"]["nominatedNodeName"] = json!(n);
+    }
     let _ = pods
         .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
         .await;
+}
+
+/// Marks a victim with DisruptionTarget, deletes it (gracefully) and records `Preempted` on it.
+async fn evict(client: &kube::Client, preemptor: &Pod, victim: &Pod, node: &str) {
+    let ns = victim.metadata.namespace.clone().unwrap_or_default();
+    let name = victim.metadata.name.clone().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let scheduler = preemptor
+        .spec
+        .as_ref()
+        .and_then(|s| s.scheduler_name.as_deref())
+        .unwrap_or(DEFAULT_SCHEDULER);
+    let mut conditions: Vec<serde_json::Value> = victim
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .map(|cs| {
+            cs.iter()
+                .filter(|c| c.type_ != "DisruptionTarget")
+                .filter_map(|c| serde_json::to_value(c).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let now = Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or_else(|_| Timestamp::now())
+        .to_string();
+    conditions.push(json!({"type": "DisruptionTarget", "status": "True", "reason": REASON_PREEMPTION_BY_SCHEDULER,
+                           "message": disruption_message(scheduler), "lastProbeTime": null, "lastTransitionTime": now}));
+    let patch = json!({"status": {"conditions": conditions}});
+    if let Err(e) = pods
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+    {
+        tracing::debug!("preemption: marking {ns}/{name}: {e}");
+    }
+    if let Err(e) = pods.delete(&name, &DeleteParams::default()).await {
+        tracing::debug!("preemption: deleting {ns}/{name}: {e}");
+        return;
+    }
+    let uid = preemptor.metadata.uid.as_deref().unwrap_or("");
+    record(
+        client,
+        victim,
+        EventSpec {
+            type_: "Normal",
+            reason: "Preempted",
+            action: Some("Preempting"),
+            message: &preempted_message(uid, node),
+            related: Some(preemptor),
+        },
+    )
+    .await;
+}
+
+async fn clear_nomination(client: &kube::Client, pod: &Pod) {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let patch = json!({"status": {"nominatedNodeName": null}});
+    let _ = pods
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+        .await;
+}
+
+/// What the loop needs to carry out actions.
+struct Io {
+    client: kube::Client,
+    bound_tx: tokio::sync::mpsc::UnboundedSender<(String, bool)>,
+    bindings: Arc<Semaphore>,
+    events: Arc<Semaphore>,
+}
+
+impl Io {
+    fn carry_out(&self, action: Action) {
+        match action {
+            Action::Bind { pod, node } => {
+                let (c, tx) = (self.client.clone(), self.bound_tx.clone());
+                let (bindings, events) = (self.bindings.clone(), self.events.clone());
+                tokio::spawn(async move {
+                    let k = key(&pod);
+                    let permit = bindings.acquire_owned().await;
+                    let res = bind(&c, &pod, &node).await;
+                    drop(permit);
+                    if let Err(e) = &res {
+                        tracing::debug!("binding {k}: {e}");
+                    }
+                    let _ = tx.send((k, res.is_ok()));
+                    if res.is_ok()
+                        && let Ok(_permit) = events.try_acquire_owned()
+                    {
+                        let msg = format!(
+                            "Successfully assigned {}/{} to {node}",
+                            pod.metadata.namespace.as_deref().unwrap_or(""),
+                            pod.metadata.name.as_deref().unwrap_or("")
+                        );
+                        let e = EventSpec {
+                            type_: "Normal",
+                            reason: "Scheduled",
+                            action: Some("Binding"),
+                            message: &msg,
+                            related: None,
+                        };
+                        record(&c, &pod, e).await;
+                    }
+                });
+            }
+            Action::Unschedulable { pod, message } => {
+                let (c, events) = (self.client.clone(), self.events.clone());
+                tokio::spawn(async move {
+                    let _permit = events.acquire_owned().await;
+                    mark_unschedulable(&c, &pod, &message, None).await;
+                    let e = EventSpec {
+                        type_: "Warning",
+                        reason: "FailedScheduling",
+                        action: Some("Scheduling"),
+                        message: &message,
+                        related: None,
+                    };
+                    record(&c, &pod, e).await;
+                });
+            }
+            Action::Preempt {
+                pod,
+                node,
+                victims,
+                clear_nominated,
+                message,
+            } => {
+                let c = self.client.clone();
+                tokio::spawn(async move {
+                    mark_unschedulable(&c, &pod, &message, Some(&node)).await;
+                    let e = EventSpec {
+                        type_: "Warning",
+                        reason: "FailedScheduling",
+                        action: Some("Scheduling"),
+                        message: &message,
+                        related: None,
+                    };
+                    record(&c, &pod, e).await;
+                    let evictions = victims.iter().map(|v| evict(&c, &pod, v, &node));
+                    futures::future::join_all(evictions).await;
+                    for p in &clear_nominated {
+                        clear_nomination(&c, p).await;
+                    }
+                });
+            }
+        }
+    }
 }
 
 /// Runs the scheduler until `shutdown` turns true.
@@ -154,18 +286,21 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
         watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).boxed();
     let mut nodes_stream =
         watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).boxed();
-    let mut pods: HashMap<String, Pod> = HashMap::new();
-    let mut nodes: HashMap<String, Node> = HashMap::new();
-    let mut queue = SchedulingQueue::new();
-    let mut reported: HashMap<String, String> = HashMap::new();
-    let mut seed: u64 = 0;
+    let mut sched = Scheduler::new();
+    // Keys seen during a (re-)list, to forget what disappeared meanwhile.
+    let mut listed_pods: Option<HashSet<String>> = None;
+    let mut listed_nodes: Option<HashSet<String>> = None;
     // Bindings run concurrently; their results come back here.
-    let (bound_tx, mut bound_rx) = tokio::sync::mpsc::unbounded_channel::<(String, String, bool)>();
-    // Pods placed whose binding has not come back yet, with their node.
-    let mut inflight: HashMap<String, String> = HashMap::new();
+    let (bound_tx, mut bound_rx) = tokio::sync::mpsc::unbounded_channel::<(String, bool)>();
+    let io = Io {
+        client: client.clone(),
+        bound_tx,
+        bindings: Arc::new(Semaphore::new(MAX_BINDINGS)),
+        events: Arc::new(Semaphore::new(MAX_EVENT_WRITES)),
+    };
     loop {
-        let wait = queue
-            .next_backoff_expiry()
+        let wait = sched
+            .next_wakeup()
             .map(|t| {
                 Duration::from_millis(
                     t.duration_since(Timestamp::now())
@@ -177,36 +312,20 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             _ = shutdown.changed() => return,
             ev = pods_stream.next() => match ev {
-                Some(Ok(watcher::Event::Apply(mut p))) | Some(Ok(watcher::Event::InitApply(mut p))) => {
-                    let k = key(&p);
-                    let now = Timestamp::now();
-                    if let Some(node) = inflight.get(&k)
-                        && p.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or("").is_empty()
-                    {
-                        // Still assumed on its node while the binding is in flight.
-                        p.spec.get_or_insert_with(Default::default).node_name = Some(node.clone());
+                Some(Ok(watcher::Event::Init)) => listed_pods = Some(HashSet::new()),
+                Some(Ok(watcher::Event::InitApply(p))) => {
+                    if let Some(l) = listed_pods.as_mut() {
+                        l.insert(key(&p));
                     }
-                    if wants(&p) {
-                        queue.add(&k, pod_priority(&p), now);
-                    } else {
-                        queue.delete(&k);
-                        reported.remove(&k);
-                    }
-                    let finished = matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded") | Some("Failed"));
-                    pods.insert(k, p);
-                    if finished {
-                        queue.move_all_to_active_or_backoff(now);
+                    sched.on_pod(p, Timestamp::now());
+                }
+                Some(Ok(watcher::Event::InitDone)) => {
+                    if let Some(l) = listed_pods.take() {
+                        sched.resync_pods(&l, Timestamp::now());
                     }
                 }
-                Some(Ok(watcher::Event::Delete(p))) => {
-                    let k = key(&p);
-                    queue.delete(&k);
-                    reported.remove(&k);
-                    pods.remove(&k);
-                    // Freed capacity may let others fit.
-                    queue.move_all_to_active_or_backoff(Timestamp::now());
-                }
-                Some(Ok(_)) => {}
+                Some(Ok(watcher::Event::Apply(p))) => sched.on_pod(p, Timestamp::now()),
+                Some(Ok(watcher::Event::Delete(p))) => sched.on_pod_deleted(&p, Timestamp::now()),
                 Some(Err(e)) => {
                     tracing::warn!("scheduler pod watch: {e}");
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -214,98 +333,35 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
                 None => return,
             },
             ev = nodes_stream.next() => match ev {
-                Some(Ok(watcher::Event::Apply(n))) | Some(Ok(watcher::Event::InitApply(n))) => {
-                    let changed = nodes.get(n.metadata.name.as_deref().unwrap_or("")).is_none_or(|old| {
-                        old.spec != n.spec || old.metadata.labels != n.metadata.labels
-                            || effective_node(old).spec != effective_node(&n).spec
-                    });
-                    nodes.insert(n.metadata.name.clone().unwrap_or_default(), n);
-                    if changed {
-                        queue.move_all_to_active_or_backoff(Timestamp::now());
+                Some(Ok(watcher::Event::Init)) => listed_nodes = Some(HashSet::new()),
+                Some(Ok(watcher::Event::InitApply(n))) => {
+                    if let Some(l) = listed_nodes.as_mut() {
+                        l.insert(n.metadata.name.clone().unwrap_or_default());
+                    }
+                    sched.on_node(&n, Timestamp::now());
+                }
+                Some(Ok(watcher::Event::InitDone)) => {
+                    if let Some(l) = listed_nodes.take() {
+                        sched.resync_nodes(&l);
                     }
                 }
+                Some(Ok(watcher::Event::Apply(n))) => sched.on_node(&n, Timestamp::now()),
                 Some(Ok(watcher::Event::Delete(n))) => {
-                    nodes.remove(n.metadata.name.as_deref().unwrap_or(""));
+                    sched.on_node_deleted(n.metadata.name.as_deref().unwrap_or(""));
                 }
-                Some(Ok(_)) => {}
                 Some(Err(e)) => {
                     tracing::warn!("scheduler node watch: {e}");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 None => return,
             },
-            Some((k, node, ok)) = bound_rx.recv() => {
-                inflight.remove(&k);
-                if ok {
-                    queue.done(&k);
-                } else {
-                    // Un-assume and retry after the back-off.
-                    if let Some(p) = pods.get_mut(&k)
-                        && p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node.as_str())
-                    {
-                        p.spec.get_or_insert_with(Default::default).node_name = None;
-                    }
-                    queue.backoff(&k, Timestamp::now());
-                }
-            }
+            Some((k, ok)) = bound_rx.recv() => sched.on_bound(&k, ok, Timestamp::now()),
             _ = tokio::time::sleep(wait) => {}
         }
         // Place everything that is due.
         let now = Timestamp::now();
-        queue.flush(now);
-        while let Some(qp) = queue.pop(now) {
-            let Some(pod) = pods.get(&qp.key).cloned().filter(wants) else {
-                queue.done(&qp.key);
-                continue;
-            };
-            let node_list: Vec<Node> = nodes.values().map(effective_node).collect();
-            let all: Vec<Pod> = pods.values().cloned().collect();
-            let snapshot = Snapshot::new(node_list, &all);
-            seed = seed.wrapping_add(1);
-            let placed = if snapshot.nodes.is_empty() {
-                Err(NO_NODES.to_string())
-            } else {
-                schedule(&pod, &snapshot, seed).map_err(|e: FitError| e.to_string())
-            };
-            match placed {
-                Ok(node) => {
-                    reported.remove(&qp.key);
-                    // Assume it there now, so the next pods of a burst see it; bind in the background.
-                    if let Some(p) = pods.get_mut(&qp.key) {
-                        p.spec.get_or_insert_with(Default::default).node_name = Some(node.clone());
-                    }
-                    inflight.insert(qp.key.clone(), node.clone());
-                    let (c, tx, k) = (client.clone(), bound_tx.clone(), qp.key.clone());
-                    tokio::spawn(async move {
-                        match bind(&c, &pod, &node).await {
-                            Ok(()) => {
-                                let _ = tx.send((k, node.clone(), true));
-                                let msg = format!(
-                                    "Successfully assigned {}/{} to {node}",
-                                    pod.metadata.namespace.as_deref().unwrap_or(""),
-                                    pod.metadata.name.as_deref().unwrap_or("")
-                                );
-                                record(&c, &pod, "Normal", "Scheduled", &msg).await;
-                            }
-                            Err(e) => {
-                                tracing::debug!("binding {k}: {e}");
-                                let _ = tx.send((k, node, false));
-                            }
-                        }
-                    });
-                }
-                Err(msg) => {
-                    if reported.get(&qp.key) != Some(&msg) {
-                        reported.insert(qp.key.clone(), msg.clone());
-                        mark_unschedulable(&client, &pod, &msg).await;
-                        let (c, p) = (client.clone(), pod.clone());
-                        tokio::spawn(async move {
-                            record(&c, &p, "Warning", "FailedScheduling", &msg).await
-                        });
-                    }
-                    queue.unschedulable(&qp.key, now);
-                }
-            }
+        while let Some(action) = sched.schedule_next(now) {
+            io.carry_out(action);
         }
     }
 }

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use crate::filter::{Code, Cycle, Rejection};
 use crate::node_info::Snapshot;
-use crate::score::score;
+use crate::score::{score_plugins, weighted};
 
 /// Why no node fits a pod; `Display` gives the FailedScheduling message,
 /// e.g. `0/3 nodes are available: 1 Insufficient cpu, 2 node(s) were unschedulable.
@@ -39,7 +39,11 @@ fn histogram<'a>(reasons: impl Iterator<Item = &'a String>) -> Vec<String> {
     out
 }
 
-fn no_node_message(n: usize, pre_filter: &str, rejections: &BTreeMap<String, Rejection>) -> String {
+pub(crate) fn no_node_message(
+    n: usize,
+    pre_filter: &str,
+    rejections: &BTreeMap<String, Rejection>,
+) -> String {
     let mut msg = format!("0/{n} nodes are available:");
     if !pre_filter.is_empty() {
         msg.push_str(&format!(" {pre_filter}."));
@@ -71,65 +75,50 @@ pub fn pod_priority(pod: &Pod) -> i32 {
     pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
 }
 
-/// What DefaultPreemption's PostFilter would report: whether removing
-/// lower-priority pods makes any node fit, else the message. Victim choice
-/// and eviction are left to the caller; this only explains.
-fn preemption_message(
-    pod: &Pod,
-    snapshot: &Snapshot,
-    rejections: &BTreeMap<String, Rejection>,
-) -> String {
-    if pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.preemption_policy.as_deref())
-        == Some("Never")
-    {
-        return "preemption: not eligible due to preemptionPolicy=Never."
-            .trim_end_matches('.')
-            .to_string();
+/// The fewest feasible nodes the search looks for before it stops (`minFeasibleNodesToFind`).
+pub const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
+/// The lowest adaptive percentage of nodes to score (`minFeasibleNodesPercentageToFind`).
+pub const MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND: usize = 5;
+
+/// How many feasible nodes to find before scoring (`numFeasibleNodesToFind`)
+/// with `percentageOfNodesToScore` unset: every node below 100; else
+/// `50 − nodes/125` percent (at least 5 %), and never fewer than 100.
+pub fn num_feasible_nodes_to_find(num_all_nodes: usize) -> usize {
+    if num_all_nodes < MIN_FEASIBLE_NODES_TO_FIND {
+        return num_all_nodes;
     }
-    let priority = pod_priority(pod);
-    let mut statuses: BTreeMap<String, Rejection> = BTreeMap::new();
-    for node in &snapshot.nodes {
-        let name = node.name().to_string();
-        let rejection = match rejections.get(&name) {
-            Some(r) if r.code == Code::Unschedulable => {
-                let lower = |p: &Pod| pod_priority(p) < priority;
-                if !node.pods.iter().any(lower) {
-                    Rejection {
-                        plugin: "DefaultPreemption",
-                        code: Code::UnschedulableAndUnresolvable,
-                        reasons: vec!["No preemption victims found for incoming pod".into()],
-                    }
-                } else {
-                    let trimmed = node.without_pods(lower);
-                    let mut nodes = snapshot.nodes.clone();
-                    if let Some(slot) = nodes.iter_mut().find(|n| n.name() == name) {
-                        *slot = trimmed.clone();
-                    }
-                    let mut s = Snapshot::from_node_infos(nodes);
-                    s.namespace_labels = snapshot.namespace_labels.clone();
-                    match Cycle::new(pod, &s).filter(&trimmed) {
-                        Ok(()) => return String::new(),
-                        Err(r) => r,
-                    }
-                }
-            }
-            _ => Rejection {
-                plugin: "DefaultPreemption",
-                code: Code::UnschedulableAndUnresolvable,
-                reasons: vec!["Preemption is not helpful for scheduling".into()],
-            },
-        };
-        statuses.insert(name, rejection);
-    }
-    let inner = no_node_message(snapshot.nodes.len(), "", &statuses);
-    format!("preemption: {}", inner.trim_end_matches('.'))
+    let adaptive = 50i64 - (num_all_nodes / 125) as i64;
+    let percentage = adaptive.max(MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND as i64) as usize;
+    (num_all_nodes * percentage / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
 }
 
-/// Filters every node of `snapshot` for `pod`: the feasible node names, or the FitError.
-pub fn find_feasible(pod: &Pod, snapshot: &Snapshot) -> Result<Vec<String>, FitError> {
+/// The outcome of the feasible-node search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Feasible {
+    /// Indices into [`Snapshot::nodes`] of the feasible nodes found.
+    pub nodes: Vec<usize>,
+    /// How many nodes were looked at (feasible or not); the next search starts this far on.
+    pub processed: usize,
+}
+
+fn affinity_miss() -> Rejection {
+    Rejection {
+        plugin: "NodeAffinity",
+        code: Code::UnschedulableAndUnresolvable,
+        reasons: vec!["node(s) didn't satisfy plugin(s) [NodeAffinity]".into()],
+    }
+}
+
+/// Searches `snapshot` for nodes that pass every filter for `pod`, starting at
+/// node `start` and going round, and stopping once `limit` are found (the
+/// pod's nominated node, if it still fits, is taken alone). When none fits
+/// every node has been looked at and the FitError holds each one's rejection.
+pub fn find_feasible_from(
+    pod: &Pod,
+    snapshot: &Snapshot,
+    start: usize,
+    limit: usize,
+) -> Result<Feasible, FitError> {
     let cycle = Cycle::new(pod, snapshot);
     let mut err = FitError {
         num_all_nodes: snapshot.nodes.len(),
@@ -141,63 +130,150 @@ pub fn find_feasible(pod: &Pod, snapshot: &Snapshot) -> Result<Vec<String>, FitE
         err.pre_filter_msg = msg.clone();
         return Err(err);
     }
+    // The nominated node first: if it fits, look no further.
+    let nominated = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.nominated_node_name.as_deref())
+        .filter(|n| !n.is_empty())
+        .and_then(|n| snapshot.position(n))
+        .filter(|&i| {
+            cycle
+                .node_names
+                .as_ref()
+                .is_none_or(|names| names.contains(snapshot.nodes[i].name()))
+        });
+    if let Some(i) = nominated
+        && cycle.filter_with_nominated(&snapshot.nodes[i]).is_ok()
+    {
+        return Ok(Feasible {
+            nodes: vec![i],
+            processed: 0,
+        });
+    }
+    // NodeAffinity's PreFilter may narrow the search to named nodes.
+    let candidates: Option<Vec<usize>> = cycle
+        .node_names
+        .as_ref()
+        .map(|names| names.iter().filter_map(|n| snapshot.position(n)).collect());
+    let total = candidates
+        .as_ref()
+        .map_or(snapshot.nodes.len(), |c| c.len());
     let mut feasible = Vec::new();
-    for node in &snapshot.nodes {
-        let name = node.name().to_string();
-        if let Some(names) = &cycle.node_names
-            && !names.contains(&name)
-        {
-            err.node_rejections.insert(
-                name,
-                Rejection {
-                    plugin: "NodeAffinity",
-                    code: Code::UnschedulableAndUnresolvable,
-                    reasons: vec!["node(s) didn't satisfy plugin(s) [NodeAffinity]".into()],
-                },
-            );
-            continue;
-        }
-        match cycle.filter(node) {
-            Ok(()) => feasible.push(name),
-            Err(r) => {
-                err.node_rejections.insert(name, r);
+    let mut processed = 0;
+    if total > 0 {
+        for i in 0..total {
+            let idx = match &candidates {
+                Some(c) => c[(start + i) % total],
+                None => (start + i) % total,
+            };
+            processed += 1;
+            let node = &snapshot.nodes[idx];
+            match cycle.filter_with_nominated(node) {
+                Ok(()) => {
+                    feasible.push(idx);
+                    if feasible.len() >= limit {
+                        break;
+                    }
+                }
+                Err(r) => {
+                    err.node_rejections.insert(node.name().to_string(), r);
+                }
             }
         }
     }
     if feasible.is_empty() {
+        if let Some(c) = &candidates {
+            for (i, node) in snapshot.nodes.iter().enumerate() {
+                if !c.contains(&i) {
+                    err.node_rejections
+                        .insert(node.name().to_string(), affinity_miss());
+                }
+            }
+        }
         return Err(err);
     }
-    Ok(feasible)
+    Ok(Feasible {
+        nodes: feasible,
+        processed,
+    })
 }
 
-/// Schedules `pod`: the name of the best node, or why none fits. A single
-/// feasible node is taken without scoring; among equal best scores `seed`
-/// picks one (`seed % ties`), as the scheduler picks at random.
-pub fn schedule(pod: &Pod, snapshot: &Snapshot, seed: u64) -> Result<String, FitError> {
-    let feasible = match find_feasible(pod, snapshot) {
-        Ok(f) => f,
-        Err(mut e) => {
-            if snapshot.nodes.is_empty() {
-                return Err(e);
-            }
-            e.post_filter_msg = preemption_message(pod, snapshot, &e.node_rejections);
-            return Err(e);
-        }
-    };
-    if feasible.len() == 1 {
-        return Ok(feasible[0].clone());
+/// Filters every node of `snapshot` for `pod`: the feasible node names, or the FitError.
+pub fn find_feasible(pod: &Pod, snapshot: &Snapshot) -> Result<Vec<String>, FitError> {
+    let f = find_feasible_from(pod, snapshot, 0, usize::MAX)?;
+    Ok(f.nodes
+        .iter()
+        .map(|&i| snapshot.nodes[i].name().to_string())
+        .collect())
+}
+
+/// Where a pod was placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The chosen node.
+    pub node: String,
+    /// How many nodes the feasible search looked at.
+    pub processed: usize,
+    /// How many feasible nodes were scored.
+    pub feasible: usize,
+}
+
+/// One scheduling cycle as the loop runs it: finds up to
+/// [`num_feasible_nodes_to_find`] feasible nodes from node `start` on, scores
+/// them and picks the best (`seed` breaks ties). The FitError carries no
+/// post-filter message: preemption is the caller's next step.
+pub fn schedule_from(
+    pod: &Pod,
+    snapshot: &Snapshot,
+    seed: u64,
+    start: usize,
+) -> Result<Placement, FitError> {
+    let limit = num_feasible_nodes_to_find(snapshot.nodes.len());
+    let found = find_feasible_from(pod, snapshot, start, limit)?;
+    let processed = found.processed;
+    if found.nodes.len() == 1 {
+        return Ok(Placement {
+            node: snapshot.nodes[found.nodes[0]].name().to_string(),
+            processed,
+            feasible: 1,
+        });
     }
-    let infos: Vec<_> = snapshot
-        .nodes
+    let infos: Vec<_> = found.nodes.iter().map(|&i| &snapshot.nodes[i]).collect();
+    let totals: Vec<i64> = score_plugins(pod, &infos, snapshot)
         .iter()
-        .filter(|n| feasible.iter().any(|f| f == n.name()))
+        .map(weighted)
         .collect();
-    let scores = score(pod, &infos, snapshot);
-    let best = scores.iter().map(|s| s.total).max().unwrap_or(0);
-    let ties: Vec<&String> = scores
+    let best = totals.iter().copied().max().unwrap_or(0);
+    let ties = totals.iter().filter(|t| **t == best).count();
+    let pick = (seed % ties as u64) as usize;
+    let chosen = totals
         .iter()
-        .filter(|s| s.total == best)
-        .map(|s| &s.node)
-        .collect();
-    Ok(ties[(seed % ties.len() as u64) as usize].clone())
+        .enumerate()
+        .filter(|(_, t)| **t == best)
+        .nth(pick)
+        .map_or(0, |(i, _)| i);
+    Ok(Placement {
+        node: infos[chosen].name().to_string(),
+        processed,
+        feasible: infos.len(),
+    })
+}
+
+/// Schedules `pod`: the name of the best node, or why none fits (with what
+/// preemption would say). A single feasible node is taken without scoring;
+/// among equal best scores `seed` picks one (`seed % ties`), as the scheduler
+/// picks at random.
+pub fn schedule(pod: &Pod, snapshot: &Snapshot, seed: u64) -> Result<String, FitError> {
+    match schedule_from(pod, snapshot, seed, 0) {
+        Ok(p) => Ok(p.node),
+        Err(mut e) => {
+            if !snapshot.nodes.is_empty()
+                && let Err(msg) = crate::preemption::preempt(pod, snapshot, &e, seed)
+            {
+                e.post_filter_msg = msg;
+            }
+            Err(e)
+        }
+    }
 }

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use crate::filter::{node_taints, spread_constraints};
 use crate::matching::{PodAffinityTerms, first_untolerated, term_matches};
 use crate::node_info::{NodeInfo, Snapshot};
-use crate::resources::{pod_requests, pod_requests_non_zero};
+use crate::resources::{Resources, pod_requests, pod_requests_non_zero};
 
 /// The highest score a plugin gives a node.
 pub const MAX_NODE_SCORE: i64 = 100;
@@ -56,7 +56,12 @@ fn default_normalize(scores: &mut [i64], reverse: bool) {
 
 /// TaintToleration: the number of PreferNoSchedule taints the pod does not tolerate (raw).
 pub fn taint_toleration_raw(pod: &Pod, node: &NodeInfo) -> i64 {
-    let tolerations: Vec<_> = crate::matching::pod_tolerations(pod)
+    taint_toleration_with(&prefer_no_schedule_tolerations(pod), node)
+}
+
+/// The pod's tolerations that can tolerate PreferNoSchedule taints.
+fn prefer_no_schedule_tolerations(pod: &Pod) -> Vec<k8s_openapi::api::core::v1::Toleration> {
+    crate::matching::pod_tolerations(pod)
         .iter()
         .filter(|t| {
             matches!(
@@ -65,12 +70,17 @@ pub fn taint_toleration_raw(pod: &Pod, node: &NodeInfo) -> i64 {
             )
         })
         .cloned()
-        .collect();
+        .collect()
+}
+
+fn taint_toleration_with(
+    tolerations: &[k8s_openapi::api::core::v1::Toleration],
+    node: &NodeInfo,
+) -> i64 {
     node_taints(node)
         .iter()
         .filter(|t| {
-            first_untolerated(std::slice::from_ref(t), &tolerations, &["PreferNoSchedule"])
-                .is_some()
+            first_untolerated(std::slice::from_ref(t), tolerations, &["PreferNoSchedule"]).is_some()
         })
         .count() as i64
 }
@@ -93,11 +103,11 @@ pub fn node_affinity_raw(pod: &Pod, node: &NodeInfo) -> i64 {
 }
 
 /// (allocatable, requested after placing the pod) for cpu and memory.
-fn cpu_memory(pod: &Pod, node: &NodeInfo, non_zero: bool) -> [(i64, i64); 2] {
-    let (node_req, pod_req) = if non_zero {
-        (&node.non_zero_requested, pod_requests_non_zero(pod))
+fn cpu_memory(pod_req: &Resources, node: &NodeInfo, non_zero: bool) -> [(i64, i64); 2] {
+    let node_req = if non_zero {
+        &node.non_zero_requested
     } else {
-        (&node.requested, pod_requests(pod))
+        &node.requested
     };
     [
         (
@@ -112,7 +122,11 @@ fn cpu_memory(pod: &Pod, node: &NodeInfo, non_zero: bool) -> [(i64, i64); 2] {
 /// `(allocatable − requested) × 100 / allocatable`, with unset requests taken
 /// as 100m / 200Mi.
 pub fn least_allocated(pod: &Pod, node: &NodeInfo) -> i64 {
-    let parts = cpu_memory(pod, node, true);
+    least_allocated_with(&pod_requests_non_zero(pod), node)
+}
+
+fn least_allocated_with(non_zero_req: &Resources, node: &NodeInfo) -> i64 {
+    let parts = cpu_memory(non_zero_req, node, true);
     let sum: i64 = parts
         .iter()
         .map(|&(cap, req)| {
@@ -129,23 +143,23 @@ pub fn least_allocated(pod: &Pod, node: &NodeInfo) -> i64 {
 /// NodeResourcesBalancedAllocation: `(1 − |cpu fraction − memory fraction| / 2) × 100`,
 /// fractions of allocatable capped at 1.
 pub fn balanced_allocation(pod: &Pod, node: &NodeInfo) -> i64 {
-    let fractions: Vec<f64> = cpu_memory(pod, node, false)
-        .iter()
-        .filter(|(cap, _)| *cap != 0)
-        .map(|&(cap, req)| (req as f64 / cap as f64).min(1.0))
-        .collect();
-    let std = match fractions.len() {
-        2 => ((fractions[0] - fractions[1]) / 2.0).abs(),
-        n if n > 2 => {
-            let mean = fractions.iter().sum::<f64>() / n as f64;
-            (fractions
-                .iter()
-                .map(|f| (f - mean) * (f - mean))
-                .sum::<f64>()
-                / n as f64)
-                .sqrt()
+    balanced_allocation_with(&pod_requests(pod), node)
+}
+
+fn balanced_allocation_with(req: &Resources, node: &NodeInfo) -> i64 {
+    let mut fractions = [0.0f64; 2];
+    let mut len = 0;
+    for (cap, req) in cpu_memory(req, node, false) {
+        if cap != 0 {
+            fractions[len] = (req as f64 / cap as f64).min(1.0);
+            len += 1;
         }
-        _ => 0.0,
+    }
+    // With cpu and memory only, the standard deviation of two fractions is half their distance.
+    let std = if len == 2 {
+        ((fractions[0] - fractions[1]) / 2.0).abs()
+    } else {
+        0.0
     };
     ((1.0 - std) * MAX_NODE_SCORE as f64) as i64
 }
@@ -168,21 +182,31 @@ fn normalized_image(name: &str) -> String {
 /// ImageLocality: the size of the pod's images already on the node, each scaled
 /// by the share of nodes that have it, mapped from [23 MiB, 1000 MiB × containers] onto 0–100.
 pub fn image_locality(pod: &Pod, node: &NodeInfo, snapshot: &Snapshot) -> i64 {
+    image_locality_with(&pod_images(pod), node, snapshot)
+}
+
+/// The normalised image names of the pod's init and app containers.
+fn pod_images(pod: &Pod) -> Vec<String> {
     let Some(spec) = pod.spec.as_ref() else {
-        return 0;
+        return Vec::new();
     };
-    let total = snapshot.nodes.len().max(1) as f64;
-    let containers: Vec<_> = spec
-        .init_containers
+    spec.init_containers
         .iter()
         .flatten()
         .chain(&spec.containers)
-        .collect();
+        .map(|c| normalized_image(c.image.as_deref().unwrap_or("")))
+        .collect()
+}
+
+fn image_locality_with(containers: &[String], node: &NodeInfo, snapshot: &Snapshot) -> i64 {
+    if containers.is_empty() {
+        return 0;
+    }
+    let total = snapshot.nodes.len().max(1) as f64;
     let mut sum: i64 = 0;
-    for c in &containers {
-        let name = normalized_image(c.image.as_deref().unwrap_or(""));
-        if let Some(size) = node.image_sizes.get(&name) {
-            let spread = snapshot.image_nodes.get(&name).copied().unwrap_or(1) as f64;
+    for name in containers {
+        if let Some(size) = node.image_sizes.get(name) {
+            let spread = snapshot.image_nodes.get(name).copied().unwrap_or(1) as f64;
             sum += (*size as f64 * spread / total) as i64;
         }
     }
@@ -200,13 +224,27 @@ fn inter_pod_affinity(pod: &Pod, feasible: &[&NodeInfo], snapshot: &Snapshot) ->
     let ns = &snapshot.namespace_labels;
     let own = PodAffinityTerms::of(pod);
     let mut topo: BTreeMap<(String, String), i64> = BTreeMap::new();
+    // Only the pod's preferred terms look at every existing pod; without them
+    // only existing pods with terms (HavePodsWithAffinityList) can score.
+    let own_preferred =
+        !own.preferred_affinity.is_empty() || !own.preferred_anti_affinity.is_empty();
+    if !own_preferred && !snapshot.have_pods_with_affinity() {
+        return vec![0; feasible.len()];
+    }
+    let none = PodAffinityTerms::of(&Pod::default());
     for node in &snapshot.nodes {
         if node.labels().is_none_or(|l| l.is_empty()) {
             continue;
         }
+        if !own_preferred && node.pods_with_affinity == 0 {
+            continue;
+        }
         for existing in &node.pods {
-            let theirs = PodAffinityTerms::of(existing);
-            if own.is_empty() && theirs.is_empty() {
+            let theirs = existing.terms.as_deref().unwrap_or(&none);
+            let theirs_score = !theirs.affinity.is_empty()
+                || !theirs.preferred_affinity.is_empty()
+                || !theirs.preferred_anti_affinity.is_empty();
+            if !own_preferred && !theirs_score {
                 continue;
             }
             let mut add = |terms: &[crate::matching::AffinityTerm], target: &Pod, sign: i64| {
@@ -330,9 +368,30 @@ fn topology_spread(pod: &Pod, feasible: &[&NodeInfo], snapshot: &Snapshot) -> Ve
 
 /// Scores the feasible nodes for `pod` with every default score plugin.
 pub fn score(pod: &Pod, feasible: &[&NodeInfo], snapshot: &Snapshot) -> Vec<NodeScore> {
+    score_plugins(pod, feasible, snapshot)
+        .into_iter()
+        .zip(feasible)
+        .map(|(plugins, n)| NodeScore {
+            node: n.name().to_string(),
+            plugins,
+            total: weighted(&plugins),
+        })
+        .collect()
+}
+
+/// Σ weight × score.
+pub fn weighted(plugins: &[i64; 7]) -> i64 {
+    plugins.iter().zip(WEIGHTS).map(|(s, (_, w))| s * w).sum()
+}
+
+/// Each feasible node's normalised plugin scores, in [`WEIGHTS`] order.
+pub fn score_plugins(pod: &Pod, feasible: &[&NodeInfo], snapshot: &Snapshot) -> Vec<[i64; 7]> {
+    let tolerations = prefer_no_schedule_tolerations(pod);
+    let (req, non_zero_req) = (pod_requests(pod), pod_requests_non_zero(pod));
+    let images = pod_images(pod);
     let mut taint: Vec<i64> = feasible
         .iter()
-        .map(|n| taint_toleration_raw(pod, n))
+        .map(|n| taint_toleration_with(&tolerations, n))
         .collect();
     default_normalize(&mut taint, true);
     let mut affinity: Vec<i64> = feasible.iter().map(|n| node_affinity_raw(pod, n)).collect();
@@ -343,21 +402,15 @@ pub fn score(pod: &Pod, feasible: &[&NodeInfo], snapshot: &Snapshot) -> Vec<Node
         .iter()
         .enumerate()
         .map(|(i, n)| {
-            let plugins = [
+            [
                 taint[i],
                 affinity[i],
-                least_allocated(pod, n),
+                least_allocated_with(&non_zero_req, n),
                 spread[i],
                 pod_affinity[i],
-                balanced_allocation(pod, n),
-                image_locality(pod, n, snapshot),
-            ];
-            let total = plugins.iter().zip(WEIGHTS).map(|(s, (_, w))| s * w).sum();
-            NodeScore {
-                node: n.name().to_string(),
-                plugins,
-                total,
-            }
+                balanced_allocation_with(&req, n),
+                image_locality_with(&images, n, snapshot),
+            ]
         })
         .collect()
 }

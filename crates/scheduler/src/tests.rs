@@ -8,11 +8,11 @@ use crate::filter::*;
 use crate::score::*;
 use crate::*;
 
-fn pod(spec: Value) -> Pod {
+pub(crate) fn pod(spec: Value) -> Pod {
     pod_l("p", json!({}), spec)
 }
 
-fn pod_l(name: &str, labels: Value, spec: Value) -> Pod {
+pub(crate) fn pod_l(name: &str, labels: Value, spec: Value) -> Pod {
     let mut spec = spec;
     if spec.get("containers").is_none() {
         spec["containers"] = json!([{"name": "c", "image": "nginx"}]);
@@ -23,7 +23,7 @@ fn pod_l(name: &str, labels: Value, spec: Value) -> Pod {
     .unwrap()
 }
 
-fn node(name: &str, labels: Value, spec: Value) -> Node {
+pub(crate) fn node(name: &str, labels: Value, spec: Value) -> Node {
     let mut l = labels;
     l["kubernetes.io/hostname"] = json!(name);
     serde_json::from_value(json!({
@@ -34,12 +34,12 @@ fn node(name: &str, labels: Value, spec: Value) -> Node {
     .unwrap()
 }
 
-fn bound(mut p: Pod, node: &str) -> Pod {
+pub(crate) fn bound(mut p: Pod, node: &str) -> Pod {
     p.spec.as_mut().unwrap().node_name = Some(node.into());
     p
 }
 
-fn req(cpu: &str, mem: &str) -> Value {
+pub(crate) fn req(cpu: &str, mem: &str) -> Value {
     json!([{"name": "c", "image": "nginx", "resources": {"requests": {"cpu": cpu, "memory": mem}}}])
 }
 
