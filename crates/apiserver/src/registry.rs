@@ -722,7 +722,8 @@ impl Registry {
 
     fn prepare_for_create(&self, r: &ResourceInfo, obj: &mut Value) {
         let Some(m) = obj.as_object_mut() else { return };
-        if r.has_status() {
+        // Nodes may set their status on create, as the kubelet does when it registers.
+        if r.has_status() && r.resource != "nodes" {
             m.remove("status");
         }
         match r.resource {
