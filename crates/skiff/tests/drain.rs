@@ -268,8 +268,11 @@ fn row(out: &str, name: &str) -> Option<Vec<String>> {
 
 #[test]
 fn drain_evicts_as_far_as_the_disruption_budget_allows() {
+    // The test plays the ReplicaSet controller itself (its pods are bound by hand
+    // to node a), so the real one stays off.
     let controllers = skiff_controllers::Config {
         node_monitor_period: Duration::from_millis(500),
+        workloads: false,
         ..Default::default()
     };
     let Some(c) = Cluster::start(Default::default(), controllers) else {
