@@ -21,6 +21,8 @@ enum Command {
     Server(ServerArgs),
     /// Run a node agent that joins a server.
     Agent(AgentArgs),
+    /// Run N hollow nodes (fake runtime: pods run at once) that join a server, for capacity and scheduler tests.
+    Sim(SimArgs),
     /// Manage the images of a node.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -53,6 +55,77 @@ struct AgentArgs {
     /// The longest crash-loop back-off between container restarts.
     #[arg(long, default_value = "300s", value_parser = parse_duration)]
     crashloop_backoff_max: std::time::Duration,
+}
+
+#[derive(clap::Args)]
+struct SimArgs {
+    /// The server to join, https://HOST:PORT.
+    #[arg(long, short = 's', env = "SKIFF_URL")]
+    server: String,
+    /// The join token from the server's DATA_DIR/token.
+    #[arg(long, short = 't', env = "SKIFF_TOKEN")]
+    token: String,
+    /// How many hollow nodes to run.
+    #[arg(long, default_value_t = 100)]
+    nodes: usize,
+    /// Node names are PREFIX0, PREFIX1, …
+    #[arg(long, default_value = "hollow-node-")]
+    name_prefix: String,
+    /// CPUs each node offers.
+    #[arg(long, default_value_t = 4)]
+    cpu: u64,
+    /// Memory each node offers (bytes, or with a Ki/Mi/Gi/Ti suffix).
+    #[arg(long, default_value = "32Gi", value_parser = skiff_agent::hollow::parse_memory_kib)]
+    memory: u64,
+    /// Pods each node takes.
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
+    /// Requests in flight at most.
+    #[arg(long, default_value_t = 128)]
+    concurrency: usize,
+    /// How often each node renews its Lease (spread over the interval across nodes).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    lease_interval: std::time::Duration,
+    /// How often each node posts its status when nothing changed (spread likewise).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    status_interval: std::time::Duration,
+    /// Delete the hollow nodes and their Leases on exit.
+    #[arg(long)]
+    delete_nodes_on_exit: bool,
+}
+
+async fn sim(args: SimArgs) -> Result<()> {
+    use skiff_agent::hollow::{HollowConfig, validate};
+    let cfg = HollowConfig {
+        count: args.nodes,
+        name_prefix: args.name_prefix,
+        cpus: args.cpu,
+        memory_kib: args.memory,
+        max_pods: args.max_pods,
+        lease_interval: args.lease_interval,
+        status_interval: args.status_interval,
+        concurrency: args.concurrency,
+        delete_nodes_on_exit: args.delete_nodes_on_exit,
+        ..HollowConfig::default()
+    };
+    validate(&cfg).map_err(anyhow::Error::msg)?;
+    let client = join(&args.server, &args.token).await?;
+    eprintln!(
+        "skiff sim: starting {} hollow nodes against {}",
+        cfg.count, args.server
+    );
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let mut task = tokio::spawn(skiff_agent::hollow::run(client, cfg, shutdown));
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        r = &mut task => {
+            r.context("sim task")??;
+            return Ok(());
+        }
+    }
+    let _ = stop.send(true);
+    task.await.context("sim task")??;
+    Ok(())
 }
 
 /// Splits a k3s-style join token `K10<sha256 of the CA>::server:<secret>`.
@@ -529,6 +602,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Server(args) => rt.block_on(server(args)),
         Command::Agent(args) => rt.block_on(agent(args)),
+        Command::Sim(args) => rt.block_on(sim(args)),
         Command::Image(cmd) => image_command(cmd),
         Command::Shim { .. } => unreachable!("handled above"),
     }
