@@ -56,10 +56,13 @@ struct Opts {
     sim_concurrency: usize,
     cpu_request: String,
     memory_request: String,
+    prebound: bool,
+    max_server_rss_gib: f64,
 }
 
 const USAGE: &str = "usage: skiff-bench-sched [--skiff PATH] [--nodes N] [--pods P] [--runs R] [--clients C] \
-     [--timeout S] [--idle S] [--sim-concurrency N] [--cpu-request Q] [--memory-request Q]";
+     [--timeout S] [--idle S] [--sim-concurrency N] [--cpu-request Q] [--memory-request Q] [--prebound] \
+     [--max-server-rss-gib G]";
 
 impl Opts {
     fn parse(args: &[String], default_skiff: PathBuf) -> Result<Opts> {
@@ -74,11 +77,17 @@ impl Opts {
             sim_concurrency: 128,
             cpu_request: "100m".into(),
             memory_request: "64Mi".into(),
+            prebound: false,
+            max_server_rss_gib: 16.0,
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
             if flag == "-h" || flag == "--help" {
                 bail!("{USAGE}");
+            }
+            if flag == "--prebound" {
+                o.prebound = true;
+                continue;
             }
             let value = it.next().with_context(|| format!("{flag} needs a value"))?;
             let num = |min: usize| -> Result<usize> {
@@ -101,6 +110,13 @@ impl Opts {
                 "--sim-concurrency" => o.sim_concurrency = num(1)?,
                 "--cpu-request" => o.cpu_request = value.clone(),
                 "--memory-request" => o.memory_request = value.clone(),
+                "--max-server-rss-gib" => {
+                    o.max_server_rss_gib = value
+                        .parse()
+                        .ok()
+                        .filter(|g: &f64| *g > 0.0)
+                        .with_context(|| format!("{flag} {value:?}: not a positive number"))?
+                }
                 _ => bail!("unknown flag {flag:?}\n{USAGE}"),
             }
         }
@@ -155,13 +171,22 @@ fn cpu_s(pid: u32) -> f64 {
         .map_or(f64::NAN, |t| t as f64 / 100.0)
 }
 
-/// The seconds in the sim's "N hollow nodes registered and Ready in X s" line.
-fn parse_sim_ready(log: &str) -> Option<f64> {
+/// From the sim's "N hollow nodes registered and Ready in X s (R nodes/s)" line: X (start
+/// → all registered and seen Ready in a LIST) and R (nodes ÷ time to register them all).
+fn parse_sim_ready(log: &str) -> Option<(f64, f64)> {
     let line = log
         .lines()
         .find(|l| l.contains("hollow nodes registered and Ready in"))?;
     let rest = line.split("Ready in ").nth(1)?;
-    rest.split_whitespace().next()?.parse().ok()
+    let secs = rest.split_whitespace().next()?.parse().ok()?;
+    let rate = rest
+        .split('(')
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some((secs, rate))
 }
 
 /// A directory under the system temp dir, removed on drop.
@@ -270,9 +295,10 @@ fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-/// The pod every create sends: one busybox container with small requests.
-fn pod_json(name: &str, cpu: &str, memory: &str) -> serde_json::Value {
-    serde_json::json!({
+/// The pod every create sends: one busybox container with small requests; with `node`,
+/// already bound to it (the scheduler is bypassed).
+fn pod_json(name: &str, cpu: &str, memory: &str, node: Option<&str>) -> serde_json::Value {
+    let mut pod = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "labels": {"app": "bench-sched"}},
@@ -284,7 +310,11 @@ fn pod_json(name: &str, cpu: &str, memory: &str) -> serde_json::Value {
                 "resources": {"requests": {"cpu": cpu, "memory": memory}},
             }],
         },
-    })
+    });
+    if let Some(node) = node {
+        pod["spec"]["nodeName"] = serde_json::json!(node);
+    }
+    pod
 }
 
 // ------------------------------------------------------------- one run
@@ -324,6 +354,7 @@ struct RunResult {
     sim_rss_mb: f64,
     sim_hwm_mb: f64,
     sim_summary: String,
+    over_rss: bool,
 }
 
 async fn one_run(opts: &Opts, n: usize) -> Result<RunResult> {
@@ -372,11 +403,11 @@ async fn one_run(opts: &Opts, n: usize) -> Result<RunResult> {
             .args(["--concurrency", &opts.sim_concurrency.to_string()]),
         dir.0.join("sim.log"),
     )?;
-    let register_s = loop {
+    let (register_s, nodes_per_s) = loop {
         sim.check_alive("skiff sim")?;
         server.check_alive("skiff server")?;
-        if let Some(s) = parse_sim_ready(&sim.log_text()) {
-            break s;
+        if let Some(r) = parse_sim_ready(&sim.log_text()) {
+            break r;
         }
         if t_sim.elapsed() > Duration::from_secs(opts.timeout_s) {
             bail!(
@@ -408,13 +439,13 @@ async fn one_run(opts: &Opts, n: usize) -> Result<RunResult> {
         );
     }
     println!(
-        "  run {n}: {} hollow nodes registered and Ready in {register_s:.1} s ({:.0} nodes/s)",
+        "  run {n}: {} hollow nodes registered in {:.2} s ({nodes_per_s:.0} nodes/s), all seen Ready {register_s:.2} s after the sim started",
         opts.nodes,
-        opts.nodes as f64 / register_s
+        opts.nodes as f64 / nodes_per_s,
     );
     let mut r = RunResult {
         register_s,
-        nodes_per_s: opts.nodes as f64 / register_s,
+        nodes_per_s,
         ..RunResult::default()
     };
 
@@ -497,21 +528,30 @@ async fn pods_phase(
     }
     let total = opts.pods;
     let (server_cpu0, sim_cpu0) = (cpu_s(server.pid()), cpu_s(sim.pid()));
+    let server_pid = server.pid();
     let t0 = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
+    let stop_creates = next.clone();
     let errors = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     for _ in 0..opts.clients {
         let (pods, next, errors) = (pods.clone(), next.clone(), errors.clone());
         let (cpu, mem) = (opts.cpu_request.clone(), opts.memory_request.clone());
+        let (prebound, nodes) = (opts.prebound, opts.nodes);
         workers.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= total {
                     return;
                 }
-                let pod: Pod = serde_json::from_value(pod_json(&format!("p-{i}"), &cpu, &mem))
-                    .expect("valid pod");
+                let node = prebound.then(|| format!("hollow-node-{}", i % nodes));
+                let pod: Pod = serde_json::from_value(pod_json(
+                    &format!("p-{i}"),
+                    &cpu,
+                    &mem,
+                    node.as_deref(),
+                ))
+                .expect("valid pod");
                 let mut tries = 0;
                 while let Err(e) = pods.create(&PostParams::default(), &pod).await {
                     tries += 1;
@@ -537,15 +577,29 @@ async fn pods_phase(
         let mut bind_done = None;
         let deadline = t0 + Duration::from_secs(opts.timeout_s);
         let mut last_report = Instant::now();
+        let mut rss_stop = false;
         loop {
             if bound.len() >= total && running.len() >= total {
                 break;
             }
-            let ev = match tokio::time::timeout_at(deadline.into(), stream.next()).await {
-                Err(_) => break,
+            let wake = deadline.min(Instant::now() + Duration::from_secs(1));
+            let ev = match tokio::time::timeout_at(wake.into(), stream.next()).await {
+                Err(_) if Instant::now() >= deadline => break,
+                Err(_) => None,
                 Ok(None) => break,
-                Ok(Some(ev)) => ev,
+                Ok(Some(ev)) => Some(ev),
             };
+            let rss_gib = status_mib(server_pid, "VmRSS") / 1024.0;
+            if rss_gib > opts.max_server_rss_gib {
+                println!(
+                    "  run {n}: server RSS {rss_gib:.1} GiB is over --max-server-rss-gib {}: stopping",
+                    opts.max_server_rss_gib
+                );
+                rss_stop = true;
+                stop_creates.store(usize::MAX / 2, Ordering::Relaxed);
+                break;
+            }
+            let Some(ev) = ev else { continue };
             if let Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) = ev {
                 let name = p.metadata.name.clone().unwrap_or_default();
                 if bound.insert(name.clone()) && bound.len() == total {
@@ -565,9 +619,19 @@ async fn pods_phase(
                 );
             }
         }
-        (bound.len(), bind_done, running.len(), t0.elapsed())
+        (
+            bound.len(),
+            bind_done,
+            running.len(),
+            t0.elapsed(),
+            rss_stop,
+        )
     };
-    let (creates_took, (bound, bind_done, running, ended)) = tokio::join!(creates, follow);
+    let (creates_took, (bound, bind_done, running, ended, rss_stop)) =
+        tokio::join!(creates, follow);
+    if rss_stop {
+        r.over_rss = true;
+    }
     r.server_cpu_s = cpu_s(server.pid()) - server_cpu0;
     r.sim_cpu_s = cpu_s(sim.pid()) - sim_cpu0;
     server.check_alive("skiff server")?;
@@ -592,6 +656,8 @@ async fn pods_phase(
         r.running_per_s,
         if r.complete {
             ""
+        } else if r.over_rss {
+            "  (INCOMPLETE: server over the RSS limit)"
         } else {
             "  (INCOMPLETE: timed out)"
         }
@@ -638,10 +704,10 @@ async fn run(opts: Opts) -> Result<()> {
     println!();
     println!("results (median of {} run(s)):", results.len());
     println!(
-        "  registration: {:.1} s for {} nodes ({:.0} nodes/s)",
-        med(|r| r.register_s),
+        "  registration: {} nodes at {:.0} nodes/s; all Ready {:.2} s after the sim started",
         opts.nodes,
-        med(|r| r.nodes_per_s)
+        med(|r| r.nodes_per_s),
+        med(|r| r.register_s)
     );
     if opts.idle_s > 0 {
         println!(
@@ -657,15 +723,22 @@ async fn run(opts: Opts) -> Result<()> {
     let bound_per_s = med(|r| r.bound_per_s);
     if opts.pods > 0 {
         println!(
-            "  scheduling: {:.0} pods/s bound (first create → last binding){}; {:.0} pods/s Running",
+            "  {}: {:.0} pods/s bound (first create → last binding){}; {:.0} pods/s Running",
+            if opts.prebound {
+                "prebound (nodeName set at create, scheduler bypassed)"
+            } else {
+                "scheduling"
+            },
             bound_per_s,
             if complete {
                 ""
             } else {
-                " INCOMPLETE (timed out; rate of the pods bound)"
+                " INCOMPLETE (timed out or over the RSS limit; rate of the pods bound)"
             },
             med(|r| r.running_per_s)
         );
+    }
+    if opts.pods > 0 && !opts.prebound {
         println!(
             "  baseline: Kubernetes scheduler_perf SchedulingBasic floor at 5,000 nodes: {K8S_FLOOR_LOW:.0}–{K8S_FLOOR_HIGH:.0} pods/s (published CI figure, not measured here); ratio vs {K8S_FLOOR_HIGH:.0}: {:.2}",
             bound_per_s / K8S_FLOOR_HIGH
@@ -687,9 +760,10 @@ async fn run(opts: Opts) -> Result<()> {
         med(|r| r.sim_hwm_mb)
     );
     println!(
-        "machine cores={cores} nodes={} pods={} runs={} register_s={:.2} nodes_per_s={:.0} idle_server_cpu_pct={:.1} idle_sim_cpu_pct={:.1} idle_server_rss_mb={:.1} idle_sim_rss_mb={:.1} bound_per_s={:.0} running_per_s={:.0} complete={} ratio_vs_k8s_810={:.2} server_hwm_mb={:.1} sim_hwm_mb={:.1}",
+        "machine cores={cores} nodes={} pods={} prebound={} runs={} register_s={:.2} nodes_per_s={:.0} idle_server_cpu_pct={:.1} idle_sim_cpu_pct={:.1} idle_server_rss_mb={:.1} idle_sim_rss_mb={:.1} bound_per_s={:.0} running_per_s={:.0} complete={} ratio_vs_k8s_810={:.2} server_hwm_mb={:.1} sim_hwm_mb={:.1}",
         opts.nodes,
         opts.pods,
+        opts.prebound,
         results.len(),
         med(|r| r.register_s),
         med(|r| r.nodes_per_s),
@@ -699,7 +773,11 @@ async fn run(opts: Opts) -> Result<()> {
         idle(|i| i.sim_rss_mb),
         bound_per_s,
         med(|r| r.running_per_s),
-        complete,
+        if opts.pods == 0 {
+            "n/a".to_string()
+        } else {
+            complete.to_string()
+        },
         bound_per_s / K8S_FLOOR_HIGH,
         med(|r| r.server_hwm_mb),
         med(|r| r.sim_hwm_mb)
@@ -765,7 +843,7 @@ mod tests {
     fn sim_ready_line() {
         let log = "skiff sim: starting 5000 hollow nodes against https://127.0.0.1:1\n\
                    skiff sim: 5000 hollow nodes registered and Ready in 3.4 s (1502 nodes/s)\n";
-        assert_eq!(parse_sim_ready(log), Some(3.4));
+        assert_eq!(parse_sim_ready(log), Some((3.4, 1502.0)));
         assert_eq!(parse_sim_ready("skiff sim: starting"), None);
     }
 

@@ -604,7 +604,7 @@ async fn register_all(shared: Arc<Shared>, work: Arc<Semaphore>) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     eprintln!(
-        "skiff sim: {n} hollow nodes registered and Ready in {:.1} s ({:.0} nodes/s)",
+        "skiff sim: {n} hollow nodes registered and Ready in {:.2} s ({:.0} nodes/s)",
         started.elapsed().as_secs_f64(),
         n as f64 / registered.as_secs_f64().max(1e-9),
     );
