@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`kubelet`]: the main loop: node, Lease, pod informer, relist and one worker per pod.
 //! - [`events`]: events about pods, folded with counts as the kubelet records them.
+//! - [`hollow`]: hollow nodes, many simulated nodes with a fake runtime in one process (`skiff sim`).
 //! - [`logs`]: CRI log files read back for `kubectl logs`.
 //! - [`runtime`]: the container runtime boundary (runc under a shim; a fake for tests).
 //! - [`image`]: the image store, archive import and reference resolution.
@@ -13,6 +14,7 @@
 //! - [`pod`]: the pod worker's pure planner, status computation and restart back-off.
 
 pub mod events;
+pub mod hollow;
 pub mod image;
 pub mod kubelet;
 pub mod logs;

@@ -21,6 +21,8 @@ enum Command {
     Server(ServerArgs),
     /// Run a node agent that joins a server.
     Agent(AgentArgs),
+    /// Run N hollow nodes (fake runtime: pods run at once) that join a server, for capacity and scheduler tests.
+    Sim(SimArgs),
     /// Manage the images of a node.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -67,6 +69,87 @@ struct AgentArgs {
     kubelet_port: u16,
 }
 
+#[derive(clap::Args)]
+struct SimArgs {
+    /// The server to join, https://HOST:PORT.
+    #[arg(long, short = 's', env = "SKIFF_URL")]
+    server: String,
+    /// The join token from the server's DATA_DIR/token.
+    #[arg(long, short = 't', env = "SKIFF_TOKEN")]
+    token: String,
+    /// How many hollow nodes to run.
+    #[arg(long, default_value_t = 100)]
+    nodes: usize,
+    /// Node names are PREFIX0, PREFIX1, …
+    #[arg(long, default_value = "hollow-node-")]
+    name_prefix: String,
+    /// CPUs each node offers.
+    #[arg(long, default_value_t = 4)]
+    cpu: u64,
+    /// Memory each node offers (bytes, or with a Ki/Mi/Gi/Ti suffix).
+    #[arg(long, default_value = "32Gi", value_parser = skiff_agent::hollow::parse_memory_kib)]
+    memory: u64,
+    /// Pods each node takes.
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
+    /// Requests in flight at most.
+    #[arg(long, default_value_t = 128)]
+    concurrency: usize,
+    /// How often each node renews its Lease (spread over the interval across nodes).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    lease_interval: std::time::Duration,
+    /// How often each node posts its status when nothing changed (spread likewise).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    status_interval: std::time::Duration,
+    /// Delete the hollow nodes and their Leases on exit.
+    #[arg(long)]
+    delete_nodes_on_exit: bool,
+}
+
+async fn sim(args: SimArgs) -> Result<()> {
+    use skiff_agent::hollow::{HollowConfig, validate};
+    let cfg = HollowConfig {
+        count: args.nodes,
+        name_prefix: args.name_prefix,
+        cpus: args.cpu,
+        memory_kib: args.memory,
+        max_pods: args.max_pods,
+        lease_interval: args.lease_interval,
+        status_interval: args.status_interval,
+        concurrency: args.concurrency,
+        delete_nodes_on_exit: args.delete_nodes_on_exit,
+        ..HollowConfig::default()
+    };
+    validate(&cfg).map_err(anyhow::Error::msg)?;
+    // The hollow nodes share the join token's identity, as kubemark's share one kubeconfig.
+    let trusted = trust_server(&args.server, &args.token).await?;
+    let client = trusted.client(&args.token)?;
+    client
+        .request_text(
+            http::Request::get("/api")
+                .body(Vec::new())
+                .expect("valid request"),
+        )
+        .await
+        .map_err(|e| refused(&args.server, e))?;
+    eprintln!(
+        "skiff sim: starting {} hollow nodes against {}",
+        cfg.count, args.server
+    );
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let mut task = tokio::spawn(skiff_agent::hollow::run(client, cfg, shutdown));
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        r = &mut task => {
+            r.context("sim task")??;
+            return Ok(());
+        }
+    }
+    let _ = stop.send(true);
+    task.await.context("sim task")??;
+    Ok(())
+}
+
 /// Splits a k3s-style join token `K10<sha256 of the CA>::server:<secret>`.
 fn parse_token(token: &str) -> (Option<String>, String) {
     match token
@@ -90,10 +173,36 @@ struct Joined {
     serving_key: String,
 }
 
-/// Joins a server: fetches its CA and checks it against the token's pin
-/// before sending any credential, then trades the join token for the node's
-/// own token and kubelet serving certificate, and connects with those.
-async fn join(server: &str, token: &str, node_name: &str, address: &str) -> Result<Joined> {
+/// A server whose CA the join token's pin vouched for.
+struct Trusted {
+    url: http::Uri,
+    ca_pem: String,
+    ca_der: Vec<Vec<u8>>,
+}
+
+impl Trusted {
+    /// A client of the server that trusts only its CA and sends `token`.
+    fn client(&self, token: &str) -> Result<kube::Client> {
+        let mut cfg = kube::Config::new(self.url.clone());
+        cfg.root_cert = Some(self.ca_der.clone());
+        cfg.auth_info.token = Some(token.to_string().into());
+        kube::Client::try_from(cfg).context("building a client")
+    }
+}
+
+/// The error for a request the server answered with 401.
+fn refused(server: &str, e: kube::Error) -> anyhow::Error {
+    match e {
+        kube::Error::Api(s) if s.code == 401 => {
+            anyhow::anyhow!("the server at {server} refused the token (401 Unauthorized)")
+        }
+        other => anyhow::anyhow!("joining {server}: {other}"),
+    }
+}
+
+/// Fetches a server's CA and checks it against the token's pin before any
+/// credential is sent.
+async fn trust_server(server: &str, token: &str) -> Result<Trusted> {
     let url: http::Uri = server
         .parse()
         .with_context(|| format!("--server {server:?} is not a URL"))?;
@@ -120,7 +229,7 @@ async fn join(server: &str, token: &str, node_name: &str, address: &str) -> Resu
         ),
         Some(_) => {}
         None => eprintln!(
-            "skiff agent: warning: the token pins no CA hash; trusting the server's CA on first use"
+            "skiff: warning: the token pins no CA hash; trusting the server's CA on first use"
         ),
     }
     let der: Vec<Vec<u8>> = rustls_pemfile::certs(&mut ca.as_bytes())
@@ -130,14 +239,21 @@ async fn join(server: &str, token: &str, node_name: &str, address: &str) -> Resu
     if der.is_empty() {
         bail!("the server at {server} sent no CA certificate");
     }
-    let client_with = |token: &str| {
-        let mut cfg = kube::Config::new(url.clone());
-        cfg.root_cert = Some(der.clone());
-        cfg.auth_info.token = Some(token.to_string().into());
-        kube::Client::try_from(cfg).context("building a client")
-    };
+    Ok(Trusted {
+        url,
+        ca_pem: ca,
+        ca_der: der,
+    })
+}
+
+/// Joins a server: checks its CA against the token's pin, then trades the
+/// join token for the node's own token and kubelet serving certificate, and
+/// connects with those.
+async fn join(server: &str, token: &str, node_name: &str, address: &str) -> Result<Joined> {
+    let trusted = trust_server(server, token).await?;
     let body = serde_json::json!({"nodeName": node_name, "addresses": [address]});
-    let creds: serde_json::Value = client_with(token)?
+    let creds: serde_json::Value = trusted
+        .client(token)?
         .request(
             http::Request::post("/v1-skiff/node-credentials")
                 .header(http::header::CONTENT_TYPE, "application/json")
@@ -145,12 +261,7 @@ async fn join(server: &str, token: &str, node_name: &str, address: &str) -> Resu
                 .expect("valid request"),
         )
         .await
-        .map_err(|e| match e {
-            kube::Error::Api(s) if s.code == 401 => {
-                anyhow::anyhow!("the server at {server} refused the token (401 Unauthorized)")
-            }
-            other => anyhow::anyhow!("joining {server}: {other}"),
-        })?;
+        .map_err(|e| refused(server, e))?;
     let field = |k: &str| -> Result<String> {
         creds[k]
             .as_str()
@@ -158,8 +269,8 @@ async fn join(server: &str, token: &str, node_name: &str, address: &str) -> Resu
             .with_context(|| format!("the server at {server} sent node credentials without {k}"))
     };
     Ok(Joined {
-        client: client_with(&field("token")?)?,
-        ca_pem: ca,
+        client: trusted.client(&field("token")?)?,
+        ca_pem: trusted.ca_pem.clone(),
         serving_cert: field("servingCert")?,
         serving_key: field("servingKey")?,
     })
@@ -692,6 +803,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Server(args) => rt.block_on(server(args)),
         Command::Agent(args) => rt.block_on(agent(args)),
+        Command::Sim(args) => rt.block_on(sim(args)),
         Command::Image(cmd) => image_command(cmd),
         Command::Shim { .. } => unreachable!("handled above"),
     }
