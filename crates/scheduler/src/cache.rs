@@ -57,6 +57,11 @@ impl Cache {
         &self.snapshot
     }
 
+    /// Replaces the PodDisruptionBudgets preemption weighs.
+    pub fn set_budgets(&mut self, budgets: Vec<crate::preemption::Budget>) {
+        self.snapshot.budgets = budgets;
+    }
+
     /// How many pods are accounted (bound or assumed, including orphans).
     pub fn pod_count(&self) -> usize {
         self.pods.len()

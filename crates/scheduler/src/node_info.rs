@@ -245,6 +245,8 @@ pub struct Snapshot {
     pub image_nodes: BTreeMap<String, usize>,
     /// Node name → pods nominated to run there (waiting for their victims to go).
     pub nominated: HashMap<String, Vec<PodInfo>>,
+    /// The PodDisruptionBudgets preemption weighs.
+    pub budgets: Vec<crate::preemption::Budget>,
     index: HashMap<String, usize>,
 }
 

@@ -1,14 +1,17 @@
 //! DefaultPreemption's PostFilter: when no node fits a pod, find nodes where
 //! taking off pods of lower priority makes room, keep as few and as
 //! unimportant victims as possible, and pick one node by Kubernetes'
-//! candidate ordering. PodDisruptionBudgets are not watched by skiff, so no
-//! victim ever violates one (every candidate has 0 PDB violations).
+//! candidate ordering. PodDisruptionBudgets weigh in as in Kubernetes:
+//! victims a budget protects are reprieved first, and a node whose victims
+//! violate fewer budgets is preferred.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use skiff_api::selector::LabelSelector;
 
 use crate::filter::{Code, Cycle, Rejection};
 use crate::node_info::{NodeInfo, PodInfo, Snapshot};
@@ -33,8 +36,79 @@ pub struct Candidate {
     pub node: String,
     /// The pods to delete, most important first.
     pub victims: Vec<PodInfo>,
-    /// How many victims a PodDisruptionBudget protects (always 0: PDBs are not watched).
+    /// How many victims a PodDisruptionBudget protects.
     pub pdb_violations: usize,
+}
+
+/// A PodDisruptionBudget as preemption weighs it.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its selector (an empty or missing one selects nothing).
+    pub selector: LabelSelector,
+    /// `status.disruptionsAllowed`.
+    pub allowed: i32,
+    /// `status.disruptedPods`: pods the API server already let go.
+    pub disrupted: HashSet<String>,
+}
+
+impl Budget {
+    /// The budget of a PDB object.
+    pub fn of(pdb: &PodDisruptionBudget) -> Budget {
+        let selector =
+            crate::matching::selector(pdb.spec.as_ref().and_then(|s| s.selector.as_ref()));
+        let status = pdb.status.as_ref();
+        Budget {
+            namespace: pdb.metadata.namespace.clone().unwrap_or_default(),
+            selector: if selector.is_empty() {
+                LabelSelector::nothing()
+            } else {
+                selector
+            },
+            allowed: status.map(|s| s.disruptions_allowed).unwrap_or(0),
+            disrupted: status
+                .and_then(|s| s.disrupted_pods.as_ref())
+                .map(|d| d.keys().cloned().collect())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Splits pods (in order) into those whose eviction would violate a budget
+/// and the rest, spending each budget's allowance as Kubernetes'
+/// `filterPodsWithPDBViolation` does; pods already in a budget's
+/// `disruptedPods` spend nothing.
+pub fn split_by_budgets(pods: Vec<PodInfo>, budgets: &[Budget]) -> (Vec<PodInfo>, Vec<PodInfo>) {
+    let mut allowed: Vec<i32> = budgets.iter().map(|b| b.allowed).collect();
+    let (mut violating, mut fine) = (Vec::new(), Vec::new());
+    for p in pods {
+        let meta = &p.pod.metadata;
+        let labels = meta.labels.as_ref();
+        let mut violated = false;
+        if labels.is_some_and(|l| !l.is_empty()) {
+            for (i, b) in budgets.iter().enumerate() {
+                if meta.namespace.as_deref().unwrap_or("") != b.namespace
+                    || !b
+                        .selector
+                        .matches(|k| labels.and_then(|l| l.get(k)).map(String::as_str))
+                    || meta.name.as_ref().is_some_and(|n| b.disrupted.contains(n))
+                {
+                    continue;
+                }
+                allowed[i] -= 1;
+                if allowed[i] < 0 {
+                    violated = true;
+                }
+            }
+        }
+        if violated {
+            violating.push(p);
+        } else {
+            fine.push(p);
+        }
+    }
+    (violating, fine)
 }
 
 impl Candidate {
@@ -136,14 +210,15 @@ fn rejection(reason: &str) -> Rejection {
 }
 
 /// `SelectVictimsOnNode`: takes every lower-priority pod off the node; if the
-/// pod then fits, gives back as many as possible, most important first, and
-/// returns the rest as victims (most important first). Otherwise the reason.
+/// pod then fits, gives back as many as possible (those a budget protects
+/// first, then the rest, most important first within each) and returns the
+/// rest as victims with how many of them violate a budget. Otherwise the reason.
 pub fn select_victims_on_node(
     pod: &Pod,
     snapshot: &Snapshot,
     cycle: &Cycle<'_>,
     node: &NodeInfo,
-) -> Result<Vec<PodInfo>, Rejection> {
+) -> Result<(Vec<PodInfo>, usize), Rejection> {
     let priority = pod_priority(pod);
     let mut potential: Vec<PodInfo> = node
         .pods
@@ -164,18 +239,25 @@ pub fn select_victims_on_node(
     let mut trimmed = node.without_pods(|p| p.priority < priority);
     fits(&trimmed)?;
     potential.sort_by(more_important);
-    // PDBs are not watched: every potential victim is non-violating.
+    let (violating, fine) = split_by_budgets(potential, &snapshot.budgets);
     let mut victims = Vec::new();
-    for p in potential {
+    let mut violations = 0;
+    for (p, protected) in violating
+        .into_iter()
+        .map(|p| (p, true))
+        .chain(fine.into_iter().map(|p| (p, false)))
+    {
         let key = p.key.clone();
         trimmed.add_pod_info(p);
         if fits(&trimmed).is_err()
             && let Some(v) = trimmed.remove_pod(&key)
         {
             victims.push(v);
+            violations += usize::from(protected);
         }
     }
-    Ok(victims)
+    victims.sort_by(more_important);
+    Ok((victims, violations))
 }
 
 fn sum_priorities(c: &Candidate) -> i64 {
@@ -261,11 +343,11 @@ pub fn preempt(
         for i in 0..potential.len() {
             let node = potential[(offset + i) % potential.len()];
             match select_victims_on_node(pod, snapshot, &cycle, node) {
-                Ok(victims) => {
+                Ok((victims, pdb_violations)) => {
                     candidates.push(Candidate {
                         node: node.name().to_string(),
                         victims,
-                        pdb_violations: 0,
+                        pdb_violations,
                     });
                     if candidates.len() >= want {
                         break;

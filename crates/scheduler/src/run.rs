@@ -12,6 +12,7 @@ pub use crate::scheduler::{DEFAULT_SCHEDULER, NO_NODES, effective_node, wants};
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
@@ -195,6 +196,51 @@ async fn clear_nomination(client: &kube::Client, pod: &Pod) {
 }
 
 /// What the loop needs to carry out actions.
+/// The PodDisruptionBudgets, by `namespace/name`, kept from a watch.
+#[derive(Default)]
+struct Budgets {
+    items: std::collections::HashMap<String, PodDisruptionBudget>,
+    relist: Option<std::collections::HashMap<String, PodDisruptionBudget>>,
+}
+
+impl Budgets {
+    /// Applies a watch event; true when the set changed.
+    fn apply(&mut self, ev: watcher::Event<PodDisruptionBudget>) -> bool {
+        let k = |p: &PodDisruptionBudget| {
+            format!(
+                "{}/{}",
+                p.metadata.namespace.as_deref().unwrap_or(""),
+                p.metadata.name.as_deref().unwrap_or("")
+            )
+        };
+        match ev {
+            watcher::Event::Apply(p) => {
+                self.items.insert(k(&p), p);
+                true
+            }
+            watcher::Event::Delete(p) => self.items.remove(&k(&p)).is_some(),
+            watcher::Event::Init => {
+                self.relist = Some(Default::default());
+                false
+            }
+            watcher::Event::InitApply(p) => {
+                self.relist
+                    .get_or_insert_with(Default::default)
+                    .insert(k(&p), p);
+                false
+            }
+            watcher::Event::InitDone => {
+                self.items = self.relist.take().unwrap_or_default();
+                true
+            }
+        }
+    }
+
+    fn values(&self) -> impl Iterator<Item = &PodDisruptionBudget> {
+        self.items.values()
+    }
+}
+
 struct Io {
     client: kube::Client,
     bound_tx: tokio::sync::mpsc::UnboundedSender<(String, bool)>,
@@ -286,6 +332,12 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
         watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).boxed();
     let mut nodes_stream =
         watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).boxed();
+    let mut pdb_stream = watcher(
+        Api::<PodDisruptionBudget>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .boxed();
+    let mut pdbs = Budgets::default();
     let mut sched = Scheduler::new();
     // Keys seen during a (re-)list, to forget what disappeared meanwhile.
     let mut listed_pods: Option<HashSet<String>> = None;
@@ -351,6 +403,18 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
                 }
                 Some(Err(e)) => {
                     tracing::warn!("scheduler node watch: {e}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                None => return,
+            },
+            ev = pdb_stream.next() => match ev {
+                Some(Ok(ev)) => {
+                    if pdbs.apply(ev) {
+                        sched.on_budgets(pdbs.values().map(crate::preemption::Budget::of).collect());
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::debug!("scheduler PodDisruptionBudget watch: {e}");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 None => return,

@@ -148,6 +148,11 @@ impl Scheduler {
         &self.queue
     }
 
+    /// The PodDisruptionBudgets changed (all of them, as watched).
+    pub fn on_budgets(&mut self, budgets: Vec<crate::preemption::Budget>) {
+        self.cache.set_budgets(budgets);
+    }
+
     /// A pod was added or changed.
     pub fn on_pod(&mut self, pod: Pod, now: Timestamp) {
         let key = pod_key(&pod);

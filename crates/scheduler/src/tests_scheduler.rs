@@ -1,6 +1,7 @@
 //! Table tests for the cache, the percentage of nodes to score, preemption
 //! and the scheduler core driven with a fake clock.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
@@ -697,4 +698,81 @@ fn a_relist_forgets_what_was_deleted_while_the_watch_was_down() {
         .map(|n| n.name())
         .collect();
     assert_eq!(names, vec!["n2"]);
+}
+
+fn budget(app: &str, allowed: i32, disrupted: &[&str]) -> crate::preemption::Budget {
+    let pdb: k8s_openapi::api::policy::v1::PodDisruptionBudget = serde_json::from_value(json!({
+        "metadata": {"name": app, "namespace": "default"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": app}}},
+        "status": {"disruptionsAllowed": allowed, "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1,
+                   "disruptedPods": disrupted.iter().map(|p| (p.to_string(), "2026-01-01T00:00:00Z")).collect::<BTreeMap<_, _>>()}
+    }))
+    .unwrap();
+    crate::preemption::Budget::of(&pdb)
+}
+
+fn labelled(mut p: Pod, app: &str) -> Pod {
+    p.metadata.labels = Some([("app".to_string(), app.to_string())].into());
+    p
+}
+
+#[test]
+fn budgets_are_spent_in_order_and_disrupted_pods_spend_nothing() {
+    use crate::preemption::split_by_budgets;
+    let infos = |pods: Vec<Pod>| -> Vec<PodInfo> {
+        pods.into_iter()
+            .map(|p| PodInfo::new(Arc::new(p)))
+            .collect()
+    };
+    let names = |v: &[PodInfo]| v.iter().map(|p| p.key.clone()).collect::<Vec<_>>();
+    let pods = infos(vec![
+        labelled(prio("a", 1, "1"), "db"),
+        labelled(prio("b", 1, "1"), "db"),
+        labelled(prio("c", 1, "1"), "web"),
+        prio("d", 1, "1"),
+    ]);
+    // One disruption allowed for db: the first db pod spends it, the second violates.
+    let (violating, fine) = split_by_budgets(pods.clone(), &[budget("db", 1, &[])]);
+    assert_eq!(names(&violating), vec!["default/b"]);
+    assert_eq!(names(&fine), vec!["default/a", "default/c", "default/d"]);
+    // A pod already disrupted spends nothing.
+    let (violating, _) = split_by_budgets(pods.clone(), &[budget("db", 1, &["a"])]);
+    assert!(violating.is_empty());
+    // Another namespace's budget does not apply.
+    let mut other = budget("db", 0, &[]);
+    other.namespace = "other".into();
+    let (violating, _) = split_by_budgets(pods, &[other]);
+    assert!(violating.is_empty());
+}
+
+#[test]
+fn preemption_prefers_victims_no_budget_protects() {
+    // Two nodes, each with one low-priority pod; the pod on n1 is protected by a
+    // budget with no disruption left, so n2 is chosen.
+    let on = |p: Pod, n: &str| {
+        let mut p = p;
+        p.spec.as_mut().unwrap().node_name = Some(n.into());
+        p
+    };
+    let existing = vec![
+        on(labelled(prio("guarded", 1, "4"), "db"), "n1"),
+        on(labelled(prio("free", 1, "4"), "web"), "n2"),
+    ];
+    let mut snap = Snapshot::new(vec![plain_node("n1"), plain_node("n2")], &existing);
+    snap.budgets = vec![budget("db", 0, &[])];
+    let p = prio("p", 50, "2");
+    let err = find_feasible(&p, &snap).unwrap_err();
+    for seed in 0..2 {
+        let c = preempt(&p, &snap, &err, seed).unwrap();
+        assert_eq!(
+            (c.node.as_str(), c.pdb_violations),
+            ("n2", 0),
+            "seed {seed}"
+        );
+        assert_eq!(c.victim_keys(), vec!["default/free"]);
+    }
+    // When only protected victims exist, preemption still goes ahead, counting the violation.
+    snap.budgets = vec![budget("db", 0, &[]), budget("web", 0, &[])];
+    let c = preempt(&p, &snap, &err, 0).unwrap();
+    assert_eq!(c.pdb_violations, 1);
 }
