@@ -728,7 +728,22 @@ fn scale(
 }
 
 /// Runs the Deployment controller until `shutdown` turns true.
-pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
+/// (With a pod watch of its own; `skiff server` shares one through [`run_with_pods`].)
+pub async fn run(client: kube::Client, shutdown: watch::Receiver<bool>) {
+    run_with_pods(
+        client.clone(),
+        crate::informer::own_pods(client.clone()),
+        shutdown,
+    )
+    .await
+}
+
+/// Runs the controller on a shared pod stream ([`crate::informer`]) until `shutdown` turns true.
+pub async fn run_with_pods(
+    client: kube::Client,
+    pods_in: crate::informer::PodStream,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut d_stream = watcher(
         Api::<Deployment>::all(client.clone()),
         watcher::Config::default(),
@@ -739,8 +754,7 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
         watcher::Config::default(),
     )
     .boxed();
-    let mut pod_stream =
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).boxed();
+    let mut pod_stream = pods_in;
     let mut deployments: Cache<Deployment> = Cache::new();
     let mut sets: Cache<ReplicaSet> = Cache::new();
     let mut pods: Cache<Pod> = Cache::new();
@@ -785,7 +799,7 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
                     // Recreate waits for old pods to be gone.
                     if let watcher::Event::Delete(p) = &ev
                         && let Some(o) = p.metadata.owner_references.as_ref().and_then(|o| o.iter().find(|o| o.controller == Some(true)))
-                        && let Some(rs) = sets.items.get(&format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or(""), o.name))
+                        && let Some(rs) = sets.get(&format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or(""), o.name))
                     {
                         dirty.extend(owner_key(rs));
                     }
@@ -807,7 +821,7 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
             continue;
         }
         for key in std::mem::take(&mut dirty) {
-            if let Some(d) = deployments.items.get(&key).cloned() {
+            if let Some(d) = deployments.get(&key).cloned() {
                 sync(&client, &d, &mut sets, &pods).await;
             }
         }
@@ -853,7 +867,6 @@ async fn sync(
     let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
     // Adopt orphan ReplicaSets the selector matches.
     let orphans: Vec<String> = sets
-        .items
         .values()
         .filter(|rs| rs.metadata.namespace.as_deref() == Some(ns.as_str()))
         .filter(|rs| {
@@ -872,11 +885,10 @@ async fn sync(
             .patch(&o, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            sets.items.insert(format!("{ns}/{o}"), rs);
+            sets.put(rs);
         }
     }
     let owned: Vec<&ReplicaSet> = sets
-        .items
         .values()
         .filter(|rs| rs.metadata.namespace.as_deref() == Some(ns.as_str()))
         .filter(|rs| {
@@ -902,7 +914,6 @@ async fn sync(
         .filter_map(|rs| rs.metadata.uid.as_deref())
         .collect();
     let old_running = pods
-        .items
         .values()
         .filter(|p| {
             p.metadata
@@ -933,7 +944,7 @@ async fn sync(
         match serde_json::from_value::<ReplicaSet>(rs.clone()) {
             Ok(rs) => match rs_api.create(&PostParams::default(), &rs).await {
                 Ok(made) => {
-                    sets.items.insert(crate::key_of(&made.metadata), made);
+                    sets.put(made);
                 }
                 Err(kube::Error::Api(s)) if s.code == 409 => {
                     // A ReplicaSet of that name with another template: a hash collision.
@@ -963,7 +974,7 @@ async fn sync(
             .await
         {
             Ok(rs) => {
-                sets.items.insert(format!("{ns}/{rs_name}"), rs);
+                sets.put(rs);
             }
             Err(e) => tracing::debug!("deployment {ns}/{name}: scaling {rs_name}: {e}"),
         }

@@ -360,7 +360,7 @@ async fn sync(
     pods: &Cache<Pod>,
 ) -> Option<Timestamp> {
     let now = crate::now_rounded();
-    let matching = matching_pods(pdb, pods.items.values());
+    let matching = matching_pods(pdb, pods.values());
     let ns = pdb.metadata.namespace.clone().unwrap_or_default();
     let expected = if needs_scale(pdb) {
         let mut scales = HashMap::new();
@@ -395,13 +395,28 @@ async fn sync(
 }
 
 /// Runs the disruption controller until `shutdown` turns true.
-pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
+/// (With a pod watch of its own; `skiff server` shares one through [`run_with_pods`].)
+pub async fn run(client: kube::Client, shutdown: watch::Receiver<bool>) {
+    run_with_pods(
+        client.clone(),
+        crate::informer::own_pods(client.clone()),
+        shutdown,
+    )
+    .await
+}
+
+/// Runs the controller on a shared pod stream ([`crate::informer`]) until `shutdown` turns true.
+pub async fn run_with_pods(
+    client: kube::Client,
+    pods_in: crate::informer::PodStream,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut pdbs_w = watcher(
         Api::<PodDisruptionBudget>::all(client.clone()),
         watcher::Config::default(),
     )
     .boxed();
-    let mut pods_w = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).boxed();
+    let mut pods_w = pods_in;
     let mut pdbs: Cache<PodDisruptionBudget> = Cache::new();
     let mut pods: Cache<Pod> = Cache::new();
     let mut dirty = true;
@@ -431,7 +446,7 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
                 dirty = false;
                 // Scales of controllers change without a pod or budget event; look again now and then.
                 let mut wake = tokio::time::Instant::now() + Duration::from_secs(15);
-                let list: Vec<PodDisruptionBudget> = pdbs.items.values().cloned().collect();
+                let list: Vec<PodDisruptionBudget> = pdbs.values().cloned().collect();
                 for pdb in &list {
                     if let Some(at) = sync(&client, pdb, &pods).await {
                         let now = Timestamp::now();

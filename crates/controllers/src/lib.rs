@@ -23,6 +23,7 @@
 pub mod deployment;
 pub mod disruption;
 pub mod gc;
+pub mod informer;
 pub mod node_lifecycle;
 pub mod podgc;
 pub mod replicaset;
@@ -71,40 +72,48 @@ impl Default for Config {
     }
 }
 
-/// Runs every enabled controller until `shutdown` turns true.
+/// Runs every enabled controller until `shutdown` turns true. They share one
+/// pod watch ([`informer::PodInformer`]).
 pub async fn run(client: kube::Client, config: Config, shutdown: watch::Receiver<bool>) {
+    let mut informer = informer::PodInformer::new(client.clone());
     let mut tasks = Vec::new();
     if config.node_lifecycle {
-        tasks.push(tokio::spawn(node_lifecycle::run(
+        tasks.push(tokio::spawn(node_lifecycle::run_with_pods(
             client.clone(),
             config.clone(),
+            informer.subscribe(),
             shutdown.clone(),
         )));
     }
     if config.pod_gc {
-        tasks.push(tokio::spawn(podgc::run(
+        tasks.push(tokio::spawn(podgc::run_with_pods(
             client.clone(),
             config.clone(),
+            informer.subscribe(),
             shutdown.clone(),
         )));
     }
     if config.workloads {
-        tasks.push(tokio::spawn(replicaset::run(
+        tasks.push(tokio::spawn(replicaset::run_with_pods(
             client.clone(),
+            informer.subscribe(),
             shutdown.clone(),
         )));
-        tasks.push(tokio::spawn(deployment::run(
+        tasks.push(tokio::spawn(deployment::run_with_pods(
             client.clone(),
+            informer.subscribe(),
             shutdown.clone(),
         )));
         tasks.push(tokio::spawn(gc::run(client.clone(), shutdown.clone())));
     }
     if config.disruption {
-        tasks.push(tokio::spawn(disruption::run(
+        tasks.push(tokio::spawn(disruption::run_with_pods(
             client.clone(),
+            informer.subscribe(),
             shutdown.clone(),
         )));
     }
+    tasks.push(tokio::spawn(informer.run(shutdown.clone())));
     for t in tasks {
         let _ = t.await;
     }

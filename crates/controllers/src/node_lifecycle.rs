@@ -463,10 +463,27 @@ pub fn plan_pod(pod: &Pod, node: &Node, now: Timestamp) -> PodPlan {
 }
 
 /// Runs the controller until `shutdown` turns true.
-pub async fn run(client: kube::Client, config: crate::Config, mut shutdown: watch::Receiver<bool>) {
+/// (With a pod watch of its own; `skiff server` shares one through [`run_with_pods`].)
+pub async fn run(client: kube::Client, config: crate::Config, shutdown: watch::Receiver<bool>) {
+    run_with_pods(
+        client.clone(),
+        config,
+        crate::informer::own_pods(client.clone()),
+        shutdown,
+    )
+    .await
+}
+
+/// Runs the controller on a shared pod stream ([`crate::informer`]) until `shutdown` turns true.
+pub async fn run_with_pods(
+    client: kube::Client,
+    config: crate::Config,
+    pods_in: crate::informer::PodStream,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let started = Timestamp::now();
     let mut nodes_w = watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).boxed();
-    let mut pods_w = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).boxed();
+    let mut pods_w = pods_in;
     let mut leases_w = watcher(
         Api::<Lease>::namespaced(client.clone(), "kube-node-lease"),
         watcher::Config::default(),
@@ -522,16 +539,15 @@ async fn monitor(
     started: Timestamp,
 ) -> Option<Timestamp> {
     let mut by_node: HashMap<&str, Vec<&Pod>> = HashMap::new();
-    for p in pods.items.values() {
+    for p in pods.values() {
         if let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
             by_node.entry(n).or_default().push(p);
         }
     }
     let node_api: Api<Node> = Api::all(client.clone());
     let mut earliest: Option<Timestamp> = None;
-    let all: Vec<&Node> = nodes.items.values().collect();
+    let all: Vec<&Node> = nodes.values().collect();
     let by_lease: HashMap<String, &Lease> = leases
-        .items
         .values()
         .map(|l| (l.metadata.name.clone().unwrap_or_default(), l))
         .collect();

@@ -119,9 +119,26 @@ pub fn plan(
 }
 
 /// Runs pod GC until `shutdown` turns true.
-pub async fn run(client: kube::Client, config: crate::Config, mut shutdown: watch::Receiver<bool>) {
+/// (With a pod watch of its own; `skiff server` shares one through [`run_with_pods`].)
+pub async fn run(client: kube::Client, config: crate::Config, shutdown: watch::Receiver<bool>) {
+    run_with_pods(
+        client.clone(),
+        config,
+        crate::informer::own_pods(client.clone()),
+        shutdown,
+    )
+    .await
+}
+
+/// Runs the controller on a shared pod stream ([`crate::informer`]) until `shutdown` turns true.
+pub async fn run_with_pods(
+    client: kube::Client,
+    config: crate::Config,
+    pods_in: crate::informer::PodStream,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut nodes_w = watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).boxed();
-    let mut pods_w = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).boxed();
+    let mut pods_w = pods_in;
     let mut nodes: Cache<Node> = Cache::new();
     let mut pods: Cache<Pod> = Cache::new();
     let mut missing_since: HashMap<String, Timestamp> = HashMap::new();
@@ -148,12 +165,12 @@ pub async fn run(client: kube::Client, config: crate::Config, mut shutdown: watc
                     continue;
                 }
                 let by_name: HashMap<String, &Node> = nodes
-                    .items
+
                     .values()
                     .map(|n| (n.metadata.name.clone().unwrap_or_default(), n))
                     .collect();
                 confirmed_gone.retain(|n| !by_name.contains_key(n));
-                let all: Vec<&Pod> = pods.items.values().collect();
+                let all: Vec<&Pod> = pods.values().collect();
                 let p = plan(&all, &by_name, &mut missing_since, &confirmed_gone, Timestamp::now(), config.pod_gc_quarantine);
                 let node_api: Api<Node> = Api::all(client.clone());
                 for n in p.confirm_missing {
@@ -164,7 +181,7 @@ pub async fn run(client: kube::Client, config: crate::Config, mut shutdown: watc
                     }
                 }
                 for c in p.delete {
-                    if let Some(pod) = pods.items.get(&c.pod) {
+                    if let Some(pod) = pods.get(&c.pod) {
                         collect(&client, pod, &c.reason).await;
                     }
                 }

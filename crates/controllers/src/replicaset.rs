@@ -304,14 +304,28 @@ struct Expectations {
 }
 
 /// Runs the ReplicaSet controller until `shutdown` turns true.
-pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
+/// (With a pod watch of its own; `skiff server` shares one through [`run_with_pods`].)
+pub async fn run(client: kube::Client, shutdown: watch::Receiver<bool>) {
+    run_with_pods(
+        client.clone(),
+        crate::informer::own_pods(client.clone()),
+        shutdown,
+    )
+    .await
+}
+
+/// Runs the controller on a shared pod stream ([`crate::informer`]) until `shutdown` turns true.
+pub async fn run_with_pods(
+    client: kube::Client,
+    pods_in: crate::informer::PodStream,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut rs_stream = watcher(
         Api::<ReplicaSet>::all(client.clone()),
         watcher::Config::default(),
     )
     .boxed();
-    let mut pod_stream =
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).boxed();
+    let mut pod_stream = pods_in;
     let mut sets: Cache<ReplicaSet> = Cache::new();
     let mut pods: Cache<Pod> = Cache::new();
     let mut dirty: HashSet<String> = HashSet::new();
@@ -365,7 +379,7 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
             continue;
         }
         for key in std::mem::take(&mut dirty) {
-            let Some(rs) = sets.items.get(&key).cloned() else {
+            let Some(rs) = sets.get(&key).cloned() else {
                 expect.creating.remove(&key);
                 expect.deleting.remove(&key);
                 continue;
@@ -425,7 +439,6 @@ async fn sync(
     let creating = expect.creating.entry(key.to_string()).or_default().clone();
     let deleting = expect.deleting.entry(key.to_string()).or_default().clone();
     let in_ns: Vec<&Pod> = pods
-        .items
         .values()
         .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
         // A pod we asked to delete counts as gone until the watch agrees.
@@ -452,7 +465,7 @@ async fn sync(
             .patch(p, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            pods.items.insert(format!("{ns}/{p}"), updated);
+            pods.put(updated);
         }
     }
     for p in &plan.release {
@@ -470,7 +483,7 @@ async fn sync(
             .patch(p, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            pods.items.insert(format!("{ns}/{p}"), updated);
+            pods.put(updated);
         }
     }
 
@@ -497,7 +510,7 @@ async fn sync(
                         .entry(key.to_string())
                         .or_default()
                         .insert(pname.clone());
-                    pods.items.insert(format!("{ns}/{pname}"), p);
+                    pods.put(p);
                     record(
                         client,
                         "replicaset-controller",
