@@ -16,13 +16,18 @@
 //!   releasing by selector, deleting in Kubernetes' order.
 //! - [`deployment`]: rolling updates, Recreate, revisions, pause and the
 //!   rollout conditions, through ReplicaSets.
+//! - [`job`]: Jobs (parallelism, completions, Indexed, back-off, deadline,
+//!   suspend, finalizer-tracked counting) and the TTL-after-finished controller.
+//! - [`daemonset`]: one pod per eligible node, rolling updates, ControllerRevisions.
 //! - [`gc`]: the garbage collector (owner references, foreground and orphan
 //!   deletion).
 //! - `cache` and `events`: watcher-fed maps and Event recording shared by the loops.
 
+pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod gc;
+pub mod job;
 pub mod node_lifecycle;
 pub mod podgc;
 pub mod replicaset;
@@ -52,7 +57,7 @@ pub struct Config {
     pub pod_gc: bool,
     /// Run the disruption controller.
     pub disruption: bool,
-    /// Run the workload controllers (ReplicaSet, Deployment) and the garbage collector.
+    /// Run the workload controllers (ReplicaSet, Deployment, Job, DaemonSet) and the garbage collector.
     pub workloads: bool,
 }
 
@@ -94,6 +99,11 @@ pub async fn run(client: kube::Client, config: Config, shutdown: watch::Receiver
             shutdown.clone(),
         )));
         tasks.push(tokio::spawn(deployment::run(
+            client.clone(),
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(job::run(client.clone(), shutdown.clone())));
+        tasks.push(tokio::spawn(daemonset::run(
             client.clone(),
             shutdown.clone(),
         )));

@@ -97,7 +97,8 @@ fn parallelism_and_completions_decide_how_many_pods_run() {
     let cases: Vec<(&str, Value, i64, Vec<Pod>, usize, usize)> = vec![
         ("fresh job, 1 of 1", json!(1), 1, vec![], 1, 0),
         ("parallelism caps", json!(10), 3, vec![], 3, 0),
-        ("remaining completions cap", json!(5), 3, vec![run("a"), ok("b"), ok("c"), ok("d")], 0, 0),
+        ("remaining completions cap", json!(5), 3, vec![run("a"), ok("b"), ok("c"), ok("d")], 1, 0),
+        ("done but one running", json!(3), 3, vec![run("a"), ok("b"), ok("c"), ok("d")], 0, 1),
         ("refill to parallelism", json!(10), 3, vec![run("a"), ok("b")], 2, 0),
         ("surplus deleted", json!(10), 1, vec![run("a"), run("b"), run("c")], 0, 2),
         ("nil completions: parallelism", Value::Null, 4, vec![], 4, 0),
