@@ -72,9 +72,10 @@ fn spec_with_tolerations(ds: &DaemonSet) -> Value {
     let host_network = spec["hostNetwork"].as_bool().unwrap_or(false);
     let mut tols: Vec<Value> = spec["tolerations"].as_array().cloned().unwrap_or_default();
     for t in default_tolerations(host_network) {
-        let exists = tols
-            .iter()
-            .any(|x| x["key"] == t.key.as_deref().unwrap_or("") && x["effect"] == t.effect.as_deref().unwrap_or(""));
+        let exists = tols.iter().any(|x| {
+            x["key"] == t.key.as_deref().unwrap_or("")
+                && x["effect"] == t.effect.as_deref().unwrap_or("")
+        });
         if !exists {
             tols.push(serde_json::to_value(t).unwrap_or(Value::Null));
         }
@@ -97,7 +98,11 @@ fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool
             ) else {
                 return false;
             };
-            if r.operator == "Gt" { v > bound } else { v < bound }
+            if r.operator == "Gt" {
+                v > bound
+            } else {
+                v < bound
+            }
         }
         _ => false,
     }
@@ -121,7 +126,10 @@ fn fits_node(spec: &k8s_openapi::api::core::v1::PodSpec, node: &Node) -> bool {
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref())
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
     else {
         return true;
     };
@@ -133,9 +141,9 @@ fn fits_node(spec: &k8s_openapi::api::core::v1::PodSpec, node: &Node) -> bool {
             && exprs
                 .iter()
                 .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
-            && fields.iter().all(|r| {
-                r.key == "metadata.name" && requirement_matches(r, Some(name))
-            })
+            && fields
+                .iter()
+                .all(|r| r.key == "metadata.name" && requirement_matches(r, Some(name)))
     })
 }
 
@@ -209,7 +217,11 @@ pub struct Plan {
 }
 
 fn pod_hash(p: &Pod) -> Option<&str> {
-    p.metadata.labels.as_ref()?.get(REVISION_HASH_LABEL).map(String::as_str)
+    p.metadata
+        .labels
+        .as_ref()?
+        .get(REVISION_HASH_LABEL)
+        .map(String::as_str)
 }
 
 /// The node a daemon pod is on, or is pinned to by its node affinity while unbound.
@@ -238,7 +250,11 @@ fn available(p: &Pod, min_ready: i32, now: Timestamp) -> bool {
 /// Plans one sync. `pods` are those the DaemonSet controls; `hash` is its
 /// current template's `controller-revision-hash`.
 pub fn plan(ds: &DaemonSet, nodes: &[&Node], pods: &[&Pod], hash: &str, now: Timestamp) -> Plan {
-    let min_ready = ds.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0);
+    let min_ready = ds
+        .spec
+        .as_ref()
+        .and_then(|s| s.min_ready_seconds)
+        .unwrap_or(0);
     let mut by_node: BTreeMap<String, Vec<&Pod>> = BTreeMap::new();
     let mut plan = Plan::default();
     for &p in pods {
@@ -247,7 +263,9 @@ pub fn plan(ds: &DaemonSet, nodes: &[&Node], pods: &[&Pod], hash: &str, now: Tim
         }
         match target_node(p) {
             Some(n) => by_node.entry(n).or_default().push(p),
-            None => plan.delete.push(p.metadata.name.clone().unwrap_or_default()),
+            None => plan
+                .delete
+                .push(p.metadata.name.clone().unwrap_or_default()),
         }
     }
     for v in by_node.values_mut() {
@@ -256,13 +274,21 @@ pub fn plan(ds: &DaemonSet, nodes: &[&Node], pods: &[&Pod], hash: &str, now: Tim
             t(a).cmp(&t(b)).then(a.metadata.name.cmp(&b.metadata.name))
         });
     }
-    let names: HashSet<&str> = nodes.iter().filter_map(|n| n.metadata.name.as_deref()).collect();
+    let names: HashSet<&str> = nodes
+        .iter()
+        .filter_map(|n| n.metadata.name.as_deref())
+        .collect();
     // Unbound pods pinned to nodes that are gone are deleted (bound ones are pod GC's).
     for (n, ps) in &by_node {
         if !names.contains(n.as_str()) {
             for p in ps {
-                if p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_none_or(str::is_empty) {
-                    plan.delete.push(p.metadata.name.clone().unwrap_or_default());
+                if p.spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.as_deref())
+                    .is_none_or(str::is_empty)
+                {
+                    plan.delete
+                        .push(p.metadata.name.clone().unwrap_or_default());
                 }
             }
         }
@@ -282,9 +308,9 @@ pub fn plan(ds: &DaemonSet, nodes: &[&Node], pods: &[&Pod], hash: &str, now: Tim
         let nname = node.metadata.name.clone().unwrap_or_default();
         let (should_run, should_continue) = node_should_run(ds, node);
         let here: Vec<&Pod> = by_node.get(&nname).cloned().unwrap_or_default();
-        let (failed, live): (Vec<&Pod>, Vec<&Pod>) = here.iter().partition(|p| {
-            p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")
-        });
+        let (failed, live): (Vec<&Pod>, Vec<&Pod>) = here
+            .iter()
+            .partition(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed"));
         if should_run {
             desired += 1;
             if !here.is_empty() {
@@ -412,7 +438,11 @@ fn revision_data(ds: &DaemonSet) -> Value {
 /// The current template hash of a DaemonSet.
 pub fn hash_of(ds: &DaemonSet) -> String {
     let t = serde_json::to_value(ds.spec.as_ref().map(|s| &s.template)).unwrap_or(Value::Null);
-    let collisions = ds.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0);
+    let collisions = ds
+        .status
+        .as_ref()
+        .and_then(|s| s.collision_count)
+        .unwrap_or(0);
     crate::deployment::template_hash(&t, collisions)
 }
 
@@ -427,7 +457,10 @@ pub fn pod_for_node(ds: &DaemonSet, node: &str, hash: &str) -> Value {
         .unwrap_or(json!({}));
     let mut labels = tm["labels"].as_object().cloned().unwrap_or_default();
     labels.insert(REVISION_HASH_LABEL.into(), json!(hash));
-    labels.insert("pod-template-generation".into(), json!(ds.metadata.generation.unwrap_or(0).to_string()));
+    labels.insert(
+        "pod-template-generation".into(),
+        json!(ds.metadata.generation.unwrap_or(0).to_string()),
+    );
     let mut metadata = json!({
         "generateName": format!("{name}-"),
         "namespace": ds.metadata.namespace,
@@ -478,8 +511,11 @@ struct Expectations {
 
 /// Runs the DaemonSet controller until `shutdown` turns true.
 pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
-    let mut ds_stream =
-        watcher(Api::<DaemonSet>::all(client.clone()), watcher::Config::default()).boxed();
+    let mut ds_stream = watcher(
+        Api::<DaemonSet>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .boxed();
     let mut pod_stream =
         watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).boxed();
     let mut node_stream =
@@ -557,7 +593,16 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
                 expect.deleting.remove(&key);
                 continue;
             };
-            sync(&client, &ds, &key, &nodes, &mut pods, &mut revs, &mut expect).await;
+            sync(
+                &client,
+                &ds,
+                &key,
+                &nodes,
+                &mut pods,
+                &mut revs,
+                &mut expect,
+            )
+            .await;
         }
     }
 }
@@ -589,7 +634,8 @@ async fn revisions(
         .values()
         .filter(|r| {
             r.metadata.owner_references.as_ref().is_some_and(|o| {
-                o.iter().any(|o| o.controller == Some(true) && Some(o.uid.as_str()) == uid)
+                o.iter()
+                    .any(|o| o.controller == Some(true) && Some(o.uid.as_str()) == uid)
             })
         })
         .cloned()
@@ -597,12 +643,19 @@ async fn revisions(
     mine.sort_by_key(|r| r.revision);
     let max = mine.last().map(|r| r.revision).unwrap_or(0);
     let cur_name = format!("{name}-{hash}");
-    match mine.iter().find(|r| r.metadata.name.as_deref() == Some(cur_name.as_str())) {
+    match mine
+        .iter()
+        .find(|r| r.metadata.name.as_deref() == Some(cur_name.as_str()))
+    {
         Some(r) if r.revision == max => {}
         Some(_) => {
             // A rollback to an older template: it becomes the newest revision.
             if let Ok(r) = api
-                .patch(&cur_name, &PatchParams::default(), &Patch::Merge(&json!({"revision": max + 1})))
+                .patch(
+                    &cur_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"revision": max + 1})),
+                )
                 .await
             {
                 revs.items.insert(format!("{ns}/{cur_name}"), r);
@@ -636,12 +689,21 @@ async fn revisions(
             }
         }
     }
-    let limit = ds.spec.as_ref().and_then(|s| s.revision_history_limit).unwrap_or(10).max(0) as usize;
+    let limit = ds
+        .spec
+        .as_ref()
+        .and_then(|s| s.revision_history_limit)
+        .unwrap_or(10)
+        .max(0) as usize;
     let old: Vec<&ControllerRevision> = mine
         .iter()
         .filter(|r| r.metadata.name.as_deref() != Some(cur_name.as_str()))
         .filter(|r| {
-            let h = r.metadata.labels.as_ref().and_then(|l| l.get(REVISION_HASH_LABEL));
+            let h = r
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(REVISION_HASH_LABEL));
             !h.is_some_and(|h| in_use.contains(h))
         })
         .collect();
@@ -676,7 +738,10 @@ async fn sync(
         .filter(|p| owner_uid(p).is_some() && owner_uid(p) == uid)
         .filter(|p| !deleting.contains(p.metadata.uid.as_deref().unwrap_or("")))
         .collect();
-    let in_use: HashSet<String> = mine.iter().filter_map(|p| pod_hash(p).map(str::to_string)).collect();
+    let in_use: HashSet<String> = mine
+        .iter()
+        .filter_map(|p| pod_hash(p).map(str::to_string))
+        .collect();
     let node_list: Vec<&Node> = nodes.items.values().collect();
     let plan = plan(ds, &node_list, &mine, &hash, Timestamp::now());
     let status = plan.status.clone();
@@ -707,18 +772,36 @@ async fn sync(
             match api.create(&PostParams::default(), &pod).await {
                 Ok(p) => {
                     let pname = p.metadata.name.clone().unwrap_or_default();
-                    expect.creating.entry(key.to_string()).or_default().insert(pname.clone());
+                    expect
+                        .creating
+                        .entry(key.to_string())
+                        .or_default()
+                        .insert(pname.clone());
                     pods.items.insert(format!("{ns}/{pname}"), p);
-                    record(client, "daemonset-controller", &about, "Normal", "SuccessfulCreate",
-                           &format!("Created pod: {pname}")).await;
+                    record(
+                        client,
+                        "daemonset-controller",
+                        &about,
+                        "Normal",
+                        "SuccessfulCreate",
+                        &format!("Created pod: {pname}"),
+                    )
+                    .await;
                 }
                 Err(e) => {
                     let msg = match &e {
                         kube::Error::Api(s) => s.message.clone(),
                         other => other.to_string(),
                     };
-                    record(client, "daemonset-controller", &about, "Warning", "FailedCreate",
-                           &format!("Error creating: {msg}")).await;
+                    record(
+                        client,
+                        "daemonset-controller",
+                        &about,
+                        "Warning",
+                        "FailedCreate",
+                        &format!("Error creating: {msg}"),
+                    )
+                    .await;
                     break;
                 }
             }
@@ -732,14 +815,32 @@ async fn sync(
             .unwrap_or_default();
         match api.delete(p, &DeleteParams::default()).await {
             Ok(_) => {
-                expect.deleting.entry(key.to_string()).or_default().insert(puid);
-                record(client, "daemonset-controller", &about, "Normal", "SuccessfulDelete",
-                       &format!("Deleted pod: {p}")).await;
+                expect
+                    .deleting
+                    .entry(key.to_string())
+                    .or_default()
+                    .insert(puid);
+                record(
+                    client,
+                    "daemonset-controller",
+                    &about,
+                    "Normal",
+                    "SuccessfulDelete",
+                    &format!("Deleted pod: {p}"),
+                )
+                .await;
             }
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => {
-                record(client, "daemonset-controller", &about, "Warning", "FailedDelete",
-                       &format!("Error deleting: {e}")).await;
+                record(
+                    client,
+                    "daemonset-controller",
+                    &about,
+                    "Warning",
+                    "FailedDelete",
+                    &format!("Error deleting: {e}"),
+                )
+                .await;
             }
         }
     }
@@ -752,7 +853,11 @@ async fn sync(
     if changed {
         let ds_api: Api<DaemonSet> = Api::namespaced(client.clone(), &ns);
         if let Err(e) = ds_api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({"status": status})))
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"status": status})),
+            )
             .await
         {
             tracing::debug!("daemonset {key}: status: {e}");

@@ -24,7 +24,9 @@ use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
+use kube::api::{
+    Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
+};
 use kube::runtime::watcher;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -223,14 +225,22 @@ pub fn format_indexes(ix: &BTreeSet<i64>) -> String {
         run = match run {
             Some((a, b)) if i == b + 1 => Some((a, i)),
             Some((a, b)) => {
-                parts.push(if a == b { a.to_string() } else { format!("{a}-{b}") });
+                parts.push(if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}-{b}")
+                });
                 Some((i, i))
             }
             None => Some((i, i)),
         };
     }
     if let Some((a, b)) = run {
-        parts.push(if a == b { a.to_string() } else { format!("{a}-{b}") });
+        parts.push(if a == b {
+            a.to_string()
+        } else {
+            format!("{a}-{b}")
+        });
     }
     parts.join(",")
 }
@@ -362,8 +372,7 @@ pub fn plan(job: &Job, pods: &[&Pod], inputs: &Inputs<'_>) -> Plan {
         .filter(tracked)
         .filter(|p| !unc_failed.contains(&uid(p)) && is_failed(p) && valid_index(p))
         .collect();
-    let mut succeeded =
-        succeeded_count + new_succeeded.len() as i64 + unc_succeeded.len() as i64;
+    let mut succeeded = succeeded_count + new_succeeded.len() as i64 + unc_succeeded.len() as i64;
     let failed = failed_count + new_failed.len() as i64 + unc_failed.len() as i64;
 
     if status.get("startTime").is_none_or(Value::is_null) && !suspended {
@@ -453,7 +462,9 @@ pub fn plan(job: &Job, pods: &[&Pod], inputs: &Inputs<'_>) -> Plan {
                     let mut keep = Vec::new();
                     for p in active.iter().rev() {
                         match completion_index(p).filter(|i| *i < completions.unwrap_or(0)) {
-                            Some(i) if !succeeded_ix.contains(&i) && seen.insert(i) => keep.push(*p),
+                            Some(i) if !succeeded_ix.contains(&i) && seen.insert(i) => {
+                                keep.push(*p)
+                            }
                             _ => remove.push(p),
                         }
                     }
@@ -478,10 +489,10 @@ pub fn plan(job: &Job, pods: &[&Pod], inputs: &Inputs<'_>) -> Plan {
                     n_active -= remove.len() as i64;
                 } else if want > n_active {
                     if inputs.backoff_remaining > Duration::ZERO {
-                        plan.requeue_after = Some(
-                            plan.requeue_after
-                                .map_or(inputs.backoff_remaining, |r| r.min(inputs.backoff_remaining)),
-                        );
+                        plan.requeue_after =
+                            Some(plan.requeue_after.map_or(inputs.backoff_remaining, |r| {
+                                r.min(inputs.backoff_remaining)
+                            }));
                     } else {
                         let diff = ((want - n_active) as usize).min(MAX_POD_CREATE_DELETE_PER_SYNC);
                         if indexed {
@@ -513,10 +524,24 @@ pub fn plan(job: &Job, pods: &[&Pod], inputs: &Inputs<'_>) -> Plan {
             ));
         } else if manage {
             if suspended {
-                if ensure_condition(&mut conds, "Suspended", "True", "JobSuspended", "Job suspended", now) {
+                if ensure_condition(
+                    &mut conds,
+                    "Suspended",
+                    "True",
+                    "JobSuspended",
+                    "Job suspended",
+                    now,
+                ) {
                     plan.events.push(("Normal", "Suspended", "Job suspended"));
                 }
-            } else if ensure_condition(&mut conds, "Suspended", "False", "JobResumed", "Job resumed", now) {
+            } else if ensure_condition(
+                &mut conds,
+                "Suspended",
+                "False",
+                "JobResumed",
+                "Job resumed",
+                now,
+            ) {
                 plan.events.push(("Normal", "Resumed", "Job resumed"));
                 // The deadline counts from the resumption.
                 status.insert("startTime".into(), json!(now.to_string()));
@@ -557,7 +582,10 @@ pub fn plan(job: &Job, pods: &[&Pod], inputs: &Inputs<'_>) -> Plan {
     }
     if indexed {
         plan.new_succeeded += new_ix.len();
-        status.insert("completedIndexes".into(), json!(format_indexes(&succeeded_ix)));
+        status.insert(
+            "completedIndexes".into(),
+            json!(format_indexes(&succeeded_ix)),
+        );
         status.insert("succeeded".into(), json!(succeeded));
     } else {
         status.insert("succeeded".into(), json!(succeeded_count));
@@ -572,10 +600,17 @@ pub fn plan(job: &Job, pods: &[&Pod], inputs: &Inputs<'_>) -> Plan {
     );
     if let Some(c) = &finished {
         let interim = c["type"].as_str().unwrap_or("").to_string();
-        if !conds.iter().any(|x| x["type"] == interim.as_str() && x["status"] == "True") {
+        if !conds
+            .iter()
+            .any(|x| x["type"] == interim.as_str() && x["status"] == "True")
+        {
             conds.push(c.clone());
         }
-        let final_type = if interim == "SuccessCriteriaMet" { "Complete" } else { "Failed" };
+        let final_type = if interim == "SuccessCriteriaMet" {
+            "Complete"
+        } else {
+            "Failed"
+        };
         plan.final_condition = Some(new_condition(
             final_type,
             c["reason"].as_str().unwrap_or(""),
@@ -643,12 +678,17 @@ pub fn finish(status: &mut Value, final_condition: Option<&Value>, terminating: 
         return false;
     };
     let unc = &status["uncountedTerminatedPods"];
-    if !uid_set(&unc["succeeded"]).is_empty() || !uid_set(&unc["failed"]).is_empty() || terminating > 0
+    if !uid_set(&unc["succeeded"]).is_empty()
+        || !uid_set(&unc["failed"]).is_empty()
+        || terminating > 0
     {
         return false;
     }
     let mut conds = status["conditions"].as_array().cloned().unwrap_or_default();
-    if conds.iter().any(|x| x["type"] == c["type"] && x["status"] == "True") {
+    if conds
+        .iter()
+        .any(|x| x["type"] == c["type"] && x["status"] == "True")
+    {
         return false;
     }
     conds.push(c.clone());
@@ -677,7 +717,11 @@ fn past_backoff_on_failure(job: &Value, active: &[&Pod], limit: i64) -> bool {
         })
         .map(|c| i64::from(c.restart_count))
         .sum();
-    if limit == 0 { restarts > 0 } else { restarts >= limit }
+    if limit == 0 {
+        restarts > 0
+    } else {
+        restarts >= limit
+    }
 }
 
 /// When a finished Job's `ttlSecondsAfterFinished` runs out, if it has one.
@@ -745,8 +789,10 @@ pub fn pod_from_template(job: &Job, index: Option<i64>) -> Value {
                     if let Some(Value::Array(env)) = env
                         && !env.iter().any(|e| e["name"] == "JOB_COMPLETION_INDEX")
                     {
-                        env.push(json!({"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
-                            "fieldPath": format!("metadata.annotations['{INDEX_ANNOTATION}']")}}}));
+                        env.push(
+                            json!({"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
+                            "fieldPath": format!("metadata.annotations['{INDEX_ANNOTATION}']")}}}),
+                        );
                     }
                 }
             }
@@ -792,6 +838,7 @@ pub async fn run_with(client: kube::Client, options: Options, mut shutdown: watc
     let mut expect = Expectations::default();
     let mut backoffs: HashMap<String, Backoff> = HashMap::new();
     let mut wake: HashMap<String, Timestamp> = HashMap::new();
+    let mut written: HashMap<String, u64> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
@@ -844,8 +891,13 @@ pub async fn run_with(client: kube::Client, options: Options, mut shutdown: watc
                 expect.forget(&key);
                 backoffs.remove(&key);
                 wake.remove(&key);
+                written.remove(&key);
                 continue;
             };
+            // Our own last status write not seen yet: the cached Job is stale.
+            if written.get(&key).is_some_and(|w| rv_of(&job) < *w) {
+                continue;
+            }
             if is_finished(&job) {
                 backoffs.remove(&key);
                 expect.forget(&key);
@@ -859,7 +911,17 @@ pub async fn run_with(client: kube::Client, options: Options, mut shutdown: watc
                 }
                 continue;
             }
-            let again = sync(&client, &options, &job, &key, &mut jobs, &mut pods, &mut expect, &mut backoffs).await;
+            let again = sync(
+                &client,
+                &options,
+                &job,
+                &key,
+                &mut written,
+                &mut pods,
+                &mut expect,
+                &mut backoffs,
+            )
+            .await;
             if let Some(d) = again {
                 let at = Timestamp::now() + SignedDuration::try_from(d).unwrap_or_default();
                 let e = wake.entry(key.clone()).or_insert(at);
@@ -869,6 +931,20 @@ pub async fn run_with(client: kube::Client, options: Options, mut shutdown: watc
         // Pods still holding the finalizer after their Job is gone are let go.
         orphans(&client, &jobs, &mut pods).await;
     }
+}
+
+fn rv_of(job: &Job) -> u64 {
+    job.metadata
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Remembers the resourceVersion of a status write, so the Job is not
+/// synced again from an older cached copy.
+fn note_written(written: &mut HashMap<String, u64>, key: &str, job: &Job) {
+    written.insert(key.to_string(), rv_of(job));
 }
 
 fn controller_uid(p: &Pod) -> Option<&str> {
@@ -904,42 +980,45 @@ fn note_pod(
     if gone && let Some(d) = expect.deleting.get_mut(k) {
         d.remove(&u);
     }
-    if !has_finalizer(pod) && let Some(r) = expect.rm_finalizers.get_mut(k) {
+    if !has_finalizer(pod)
+        && let Some(r) = expect.rm_finalizers.get_mut(k)
+    {
         r.remove(&u);
     }
     dirty.insert(k.clone());
 }
 
 async fn remove_finalizer(api: &Api<Pod>, pod: &Pod) -> bool {
-    let keep: Vec<String> = pod
-        .metadata
-        .finalizers
-        .iter()
-        .flatten()
-        .filter(|f| *f != TRACKING_FINALIZER)
-        .cloned()
-        .collect();
-    // The resourceVersion guards against dropping a finalizer added meanwhile.
-    let patch = json!({"metadata": {"finalizers": keep, "resourceVersion": pod.metadata.resource_version}});
-    match api
-        .patch(&name(pod), &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => true,
-        Err(kube::Error::Api(s)) if s.code == 404 => true,
-        Err(kube::Error::Api(s)) if s.code == 409 => {
-            // Re-read and retry once.
-            match api.get_opt(&name(pod)).await {
-                Ok(Some(fresh)) if has_finalizer(&fresh) => Box::pin(remove_finalizer(api, &fresh)).await,
-                Ok(_) => true,
-                Err(_) => false,
+    let mut pod = pod.clone();
+    for _ in 0..3 {
+        let keep: Vec<String> = pod
+            .metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .filter(|f| *f != TRACKING_FINALIZER)
+            .cloned()
+            .collect();
+        // The resourceVersion guards against dropping a finalizer added meanwhile.
+        let patch = json!({"metadata": {"finalizers": keep, "resourceVersion": pod.metadata.resource_version}});
+        match api
+            .patch(&name(&pod), &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return true,
+            Err(kube::Error::Api(s)) if s.code == 404 => return true,
+            Err(kube::Error::Api(s)) if s.code == 409 => match api.get_opt(&name(&pod)).await {
+                Ok(Some(fresh)) if has_finalizer(&fresh) => pod = fresh,
+                Ok(_) => return true,
+                Err(_) => return false,
+            },
+            Err(e) => {
+                tracing::debug!("job controller: removing finalizer of {}: {e}", name(&pod));
+                return false;
             }
         }
-        Err(e) => {
-            tracing::debug!("job controller: removing finalizer of {}: {e}", name(pod));
-            false
-        }
     }
+    false
 }
 
 /// Removes the tracking finalizer from pods of a finished Job (they are counted).
@@ -972,8 +1051,10 @@ async fn orphans(client: &kube::Client, jobs: &Cache<Job>, pods: &mut Cache<Pod>
         .cloned()
         .collect();
     for p in stray {
-        let api: Api<Pod> =
-            Api::namespaced(client.clone(), p.metadata.namespace.as_deref().unwrap_or(""));
+        let api: Api<Pod> = Api::namespaced(
+            client.clone(),
+            p.metadata.namespace.as_deref().unwrap_or(""),
+        );
         if remove_finalizer(&api, &p).await {
             // Not seen again until the watch says otherwise.
             let mut p = p;
@@ -1011,7 +1092,8 @@ fn strip_nulls(v: &Value) -> Value {
                 .filter(|(_, v)| !v.is_null())
                 .filter(|(k, v)| {
                     // Kubernetes omits zero counters.
-                    !(matches!(k.as_str(), "active" | "succeeded" | "failed") && v.as_i64() == Some(0))
+                    !(matches!(k.as_str(), "active" | "succeeded" | "failed")
+                        && v.as_i64() == Some(0))
                 })
                 .map(|(k, v)| (k.clone(), strip_nulls(v)))
                 .collect(),
@@ -1030,7 +1112,10 @@ fn status_patch(new: &Value, old: &Value) -> Value {
             }
         }
         // uncountedTerminatedPods lists are replaced whole.
-        if let Some(u) = pm.get_mut("uncountedTerminatedPods").and_then(Value::as_object_mut) {
+        if let Some(u) = pm
+            .get_mut("uncountedTerminatedPods")
+            .and_then(Value::as_object_mut)
+        {
             for k in ["succeeded", "failed"] {
                 u.entry(k).or_insert(Value::Null);
             }
@@ -1045,7 +1130,7 @@ async fn sync(
     options: &Options,
     job: &Job,
     key: &str,
-    jobs: &mut Cache<Job>,
+    written: &mut HashMap<String, u64>,
     pods: &mut Cache<Pod>,
     expect: &mut Expectations,
     backoffs: &mut HashMap<String, Backoff>,
@@ -1101,12 +1186,27 @@ async fn sync(
             }
         };
         if deleted {
-            expect.deleting.entry(key.to_string()).or_default().insert(uid(&p));
+            expect
+                .deleting
+                .entry(key.to_string())
+                .or_default()
+                .insert(uid(&p));
             if uncounted {
-                expect.rm_finalizers.entry(key.to_string()).or_default().insert(uid(&p));
+                expect
+                    .rm_finalizers
+                    .entry(key.to_string())
+                    .or_default()
+                    .insert(uid(&p));
             }
-            record(client, "job-controller", &about, "Normal", "SuccessfulDelete",
-                   &format!("Deleted pod: {n}")).await;
+            record(
+                client,
+                "job-controller",
+                &about,
+                "Normal",
+                "SuccessfulDelete",
+                &format!("Deleted pod: {n}"),
+            )
+            .await;
         } else {
             status["active"] = json!(status["active"].as_i64().unwrap_or(0) + 1);
         }
@@ -1125,26 +1225,42 @@ async fn sync(
             .iter()
             .filter_map(|i| serde_json::from_value(pod_from_template(job, *i)).ok())
             .collect();
-        let results = futures::future::join_all(
-            templates.iter().map(|t| pod_api.create(&pp, t)),
-        )
-        .await;
+        let results =
+            futures::future::join_all(templates.iter().map(|t| pod_api.create(&pp, t))).await;
         for r in results {
             match r {
                 Ok(p) => {
                     let pname = name(&p);
-                    expect.creating.entry(key.to_string()).or_default().insert(pname.clone());
+                    expect
+                        .creating
+                        .entry(key.to_string())
+                        .or_default()
+                        .insert(pname.clone());
                     pods.items.insert(format!("{ns}/{pname}"), p);
-                    record(client, "job-controller", &about, "Normal", "SuccessfulCreate",
-                           &format!("Created pod: {pname}")).await;
+                    record(
+                        client,
+                        "job-controller",
+                        &about,
+                        "Normal",
+                        "SuccessfulCreate",
+                        &format!("Created pod: {pname}"),
+                    )
+                    .await;
                 }
                 Err(e) => {
                     let msg = match &e {
                         kube::Error::Api(s) => s.message.clone(),
                         other => other.to_string(),
                     };
-                    record(client, "job-controller", &about, "Warning", "FailedCreate",
-                           &format!("Error creating: {msg}")).await;
+                    record(
+                        client,
+                        "job-controller",
+                        &about,
+                        "Warning",
+                        "FailedCreate",
+                        &format!("Error creating: {msg}"),
+                    )
+                    .await;
                     failed_creates += 1;
                     stop = true;
                 }
@@ -1165,14 +1281,20 @@ async fn sync(
     let mut current = job.clone();
     if strip_nulls(&status) != strip_nulls(&old) {
         match job_api
-            .patch_status(&jname, &PatchParams::default(),
-                          &Patch::Merge(&json!({"status": status_patch(&status, &old)})))
+            .patch_status(
+                &jname,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"status": status_patch(&status, &old)})),
+            )
             .await
         {
             Ok(j) => {
-                current = j.clone();
-                jobs.items.insert(key.to_string(), j);
-                backoffs.insert(key.to_string(), backoff.observe(plan.new_succeeded, plan.new_failed, record_now));
+                note_written(written, key, &j);
+                current = j;
+                backoffs.insert(
+                    key.to_string(),
+                    backoff.observe(plan.new_succeeded, plan.new_failed, record_now),
+                );
             }
             Err(e) => {
                 tracing::debug!("job {key}: status: {e}");
@@ -1189,7 +1311,11 @@ async fn sync(
         };
         if remove_finalizer(&pod_api, &p).await {
             with_finalizer.remove(u);
-            expect.rm_finalizers.entry(key.to_string()).or_default().insert(u.clone());
+            expect
+                .rm_finalizers
+                .entry(key.to_string())
+                .or_default()
+                .insert(u.clone());
         }
     }
     // 3. Count them, and finish the Job if nothing is left.
@@ -1199,22 +1325,38 @@ async fn sync(
     let finished = finish(&mut status, plan.final_condition.as_ref(), plan.terminating);
     if counted || finished {
         match job_api
-            .patch_status(&jname, &PatchParams::default(),
-                          &Patch::Merge(&json!({"status": status_patch(&status, &before)})))
+            .patch_status(
+                &jname,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"status": status_patch(&status, &before)})),
+            )
             .await
         {
-            Ok(j) => {
-                jobs.items.insert(key.to_string(), j);
-            }
+            Ok(j) => note_written(written, key, &j),
             Err(e) => tracing::debug!("job {key}: status: {e}"),
         }
         if finished {
             let c = plan.final_condition.as_ref().unwrap_or(&Value::Null);
             if c["type"] == "Complete" {
-                record(client, "job-controller", &about, "Normal", "Completed", "Job completed").await;
+                record(
+                    client,
+                    "job-controller",
+                    &about,
+                    "Normal",
+                    "Completed",
+                    "Job completed",
+                )
+                .await;
             } else {
-                record(client, "job-controller", &about, "Warning",
-                       c["reason"].as_str().unwrap_or(""), c["message"].as_str().unwrap_or("")).await;
+                record(
+                    client,
+                    "job-controller",
+                    &about,
+                    "Warning",
+                    c["reason"].as_str().unwrap_or(""),
+                    c["message"].as_str().unwrap_or(""),
+                )
+                .await;
             }
         }
     }

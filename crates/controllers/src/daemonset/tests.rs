@@ -55,40 +55,113 @@ fn now() -> Timestamp {
 
 #[test]
 fn eligibility_follows_selectors_affinity_and_taints() {
-    let taint = |key: &str, effect: &str| json!({"spec": {"taints": [{"key": key, "effect": effect}]}});
+    let taint =
+        |key: &str, effect: &str| json!({"spec": {"taints": [{"key": key, "effect": effect}]}});
     // (what, ds extra, node extra, (should run, should continue))
     let cases: Vec<(&str, Value, Value, (bool, bool))> = vec![
         ("plain node", json!({}), json!({}), (true, true)),
-        ("unschedulable does not matter", json!({}), json!({"spec": {"unschedulable": true}}), (true, true)),
-        ("unschedulable taint tolerated by default", json!({}), taint("node.kubernetes.io/unschedulable", "NoSchedule"), (true, true)),
-        ("not-ready NoExecute tolerated by default", json!({}), taint("node.kubernetes.io/not-ready", "NoExecute"), (true, true)),
-        ("disk-pressure tolerated", json!({}), taint("node.kubernetes.io/disk-pressure", "NoSchedule"), (true, true)),
-        ("network-unavailable not tolerated without hostNetwork", json!({}),
-            taint("node.kubernetes.io/network-unavailable", "NoSchedule"), (false, true)),
-        ("network-unavailable tolerated with hostNetwork", json!({"spec": {"template": {"spec": {"hostNetwork": true}}}}),
-            taint("node.kubernetes.io/network-unavailable", "NoSchedule"), (true, true)),
-        ("foreign NoSchedule: keep running ones", json!({}), taint("dedicated", "NoSchedule"), (false, true)),
-        ("foreign NoExecute: none", json!({}), taint("dedicated", "NoExecute"), (false, false)),
-        ("PreferNoSchedule ignored", json!({}), taint("dedicated", "PreferNoSchedule"), (true, true)),
-        ("own toleration", json!({"spec": {"template": {"spec": {"tolerations": [{"key": "dedicated", "operator": "Exists"}]}}}}),
-            taint("dedicated", "NoExecute"), (true, true)),
-        ("control plane taint", json!({}), taint("node-role.kubernetes.io/control-plane", "NoSchedule"), (false, true)),
-        ("node selector matches", json!({"spec": {"template": {"spec": {"nodeSelector": {"disk": "ssd"}}}}}),
-            json!({"metadata": {"labels": {"disk": "ssd"}}}), (true, true)),
-        ("node selector misses", json!({"spec": {"template": {"spec": {"nodeSelector": {"disk": "ssd"}}}}}),
-            json!({}), (false, false)),
-        ("required affinity In", json!({"spec": {"template": {"spec": {"affinity": {"nodeAffinity": {
+        (
+            "unschedulable does not matter",
+            json!({}),
+            json!({"spec": {"unschedulable": true}}),
+            (true, true),
+        ),
+        (
+            "unschedulable taint tolerated by default",
+            json!({}),
+            taint("node.kubernetes.io/unschedulable", "NoSchedule"),
+            (true, true),
+        ),
+        (
+            "not-ready NoExecute tolerated by default",
+            json!({}),
+            taint("node.kubernetes.io/not-ready", "NoExecute"),
+            (true, true),
+        ),
+        (
+            "disk-pressure tolerated",
+            json!({}),
+            taint("node.kubernetes.io/disk-pressure", "NoSchedule"),
+            (true, true),
+        ),
+        (
+            "network-unavailable not tolerated without hostNetwork",
+            json!({}),
+            taint("node.kubernetes.io/network-unavailable", "NoSchedule"),
+            (false, true),
+        ),
+        (
+            "network-unavailable tolerated with hostNetwork",
+            json!({"spec": {"template": {"spec": {"hostNetwork": true}}}}),
+            taint("node.kubernetes.io/network-unavailable", "NoSchedule"),
+            (true, true),
+        ),
+        (
+            "foreign NoSchedule: keep running ones",
+            json!({}),
+            taint("dedicated", "NoSchedule"),
+            (false, true),
+        ),
+        (
+            "foreign NoExecute: none",
+            json!({}),
+            taint("dedicated", "NoExecute"),
+            (false, false),
+        ),
+        (
+            "PreferNoSchedule ignored",
+            json!({}),
+            taint("dedicated", "PreferNoSchedule"),
+            (true, true),
+        ),
+        (
+            "own toleration",
+            json!({"spec": {"template": {"spec": {"tolerations": [{"key": "dedicated", "operator": "Exists"}]}}}}),
+            taint("dedicated", "NoExecute"),
+            (true, true),
+        ),
+        (
+            "control plane taint",
+            json!({}),
+            taint("node-role.kubernetes.io/control-plane", "NoSchedule"),
+            (false, true),
+        ),
+        (
+            "node selector matches",
+            json!({"spec": {"template": {"spec": {"nodeSelector": {"disk": "ssd"}}}}}),
+            json!({"metadata": {"labels": {"disk": "ssd"}}}),
+            (true, true),
+        ),
+        (
+            "node selector misses",
+            json!({"spec": {"template": {"spec": {"nodeSelector": {"disk": "ssd"}}}}}),
+            json!({}),
+            (false, false),
+        ),
+        (
+            "required affinity In",
+            json!({"spec": {"template": {"spec": {"affinity": {"nodeAffinity": {
             "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
                 {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]}]}}}}}}}),
-            json!({"metadata": {"labels": {"zone": "b"}}}), (true, true)),
-        ("required affinity NotIn", json!({"spec": {"template": {"spec": {"affinity": {"nodeAffinity": {
+            json!({"metadata": {"labels": {"zone": "b"}}}),
+            (true, true),
+        ),
+        (
+            "required affinity NotIn",
+            json!({"spec": {"template": {"spec": {"affinity": {"nodeAffinity": {
             "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
                 {"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["b"]}]}]}}}}}}}),
-            json!({"metadata": {"labels": {"zone": "b"}}}), (false, false)),
-        ("matchFields name", json!({"spec": {"template": {"spec": {"affinity": {"nodeAffinity": {
+            json!({"metadata": {"labels": {"zone": "b"}}}),
+            (false, false),
+        ),
+        (
+            "matchFields name",
+            json!({"spec": {"template": {"spec": {"affinity": {"nodeAffinity": {
             "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
                 {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["other"]}]}]}}}}}}}),
-            json!({}), (false, false)),
+            json!({}),
+            (false, false),
+        ),
     ];
     for (what, d, n, want) in cases {
         assert_eq!(node_should_run(&ds(d), &node("n1", n)), want, "{what}");
@@ -131,9 +204,22 @@ fn failed_pods_are_replaced_and_unbound_pods_for_gone_nodes_deleted() {
     stray.metadata.uid = Some("uid-stray".into());
     let bound_gone = pod("bg", "gone2", &h, true);
     let nodes = [node("a", json!({}))];
-    let p = plan(&d, &nodes.iter().collect::<Vec<_>>(), &[&failed, &stray, &bound_gone], &h, now());
-    assert_eq!(p.delete, ["f", "stray"], "bound pods on gone nodes are pod GC's");
-    assert!(p.create_on.is_empty(), "replaced once the failed one is gone");
+    let p = plan(
+        &d,
+        &nodes.iter().collect::<Vec<_>>(),
+        &[&failed, &stray, &bound_gone],
+        &h,
+        now(),
+    );
+    assert_eq!(
+        p.delete,
+        ["f", "stray"],
+        "bound pods on gone nodes are pod GC's"
+    );
+    assert!(
+        p.create_on.is_empty(),
+        "replaced once the failed one is gone"
+    );
     assert_eq!(target_node(&stray).as_deref(), Some("gone"));
 }
 
@@ -145,18 +231,62 @@ fn rolling_update_steps_within_max_unavailable() {
     let nrefs: Vec<&Node> = nodes.iter().collect();
     // (what, pods, want deleted, want created on)
     let cases: Vec<(&str, Vec<Pod>, Vec<&str>, Vec<&str>)> = vec![
-        ("all old: one goes", vec![pod("pa", "a", "old", true), pod("pb", "b", "old", true), pod("pc", "c", "old", true)],
-            vec!["pa"], vec![]),
-        ("one replaced but not ready: wait", vec![pod("na", "a", &h, false), pod("pb", "b", "old", true), pod("pc", "c", "old", true)],
-            vec![], vec![]),
-        ("a node without pod counts as unavailable", vec![pod("pb", "b", "old", true), pod("pc", "c", "old", true)],
-            vec![], vec!["a"]),
-        ("new one ready: next old goes", vec![pod("na", "a", &h, true), pod("pb", "b", "old", true), pod("pc", "c", "old", true)],
-            vec!["pb"], vec![]),
-        ("unavailable old pods go regardless", vec![pod("na", "a", &h, false), pod("pb", "b", "old", false), pod("pc", "c", "old", true)],
-            vec!["pb"], vec![]),
-        ("done", vec![pod("na", "a", &h, true), pod("nb", "b", &h, true), pod("nc", "c", &h, true)],
-            vec![], vec![]),
+        (
+            "all old: one goes",
+            vec![
+                pod("pa", "a", "old", true),
+                pod("pb", "b", "old", true),
+                pod("pc", "c", "old", true),
+            ],
+            vec!["pa"],
+            vec![],
+        ),
+        (
+            "one replaced but not ready: wait",
+            vec![
+                pod("na", "a", &h, false),
+                pod("pb", "b", "old", true),
+                pod("pc", "c", "old", true),
+            ],
+            vec![],
+            vec![],
+        ),
+        (
+            "a node without pod counts as unavailable",
+            vec![pod("pb", "b", "old", true), pod("pc", "c", "old", true)],
+            vec![],
+            vec!["a"],
+        ),
+        (
+            "new one ready: next old goes",
+            vec![
+                pod("na", "a", &h, true),
+                pod("pb", "b", "old", true),
+                pod("pc", "c", "old", true),
+            ],
+            vec!["pb"],
+            vec![],
+        ),
+        (
+            "unavailable old pods go regardless",
+            vec![
+                pod("na", "a", &h, false),
+                pod("pb", "b", "old", false),
+                pod("pc", "c", "old", true),
+            ],
+            vec!["pb"],
+            vec![],
+        ),
+        (
+            "done",
+            vec![
+                pod("na", "a", &h, true),
+                pod("nb", "b", &h, true),
+                pod("nc", "c", &h, true),
+            ],
+            vec![],
+            vec![],
+        ),
     ];
     for (what, pods, del, create) in cases {
         let p = plan(&d, &nrefs, &pods.iter().collect::<Vec<_>>(), &h, now());
@@ -167,7 +297,11 @@ fn rolling_update_steps_within_max_unavailable() {
     for mu in [json!(2), json!("50%")] {
         let d = ds(json!({"spec": {"updateStrategy": {"rollingUpdate": {"maxUnavailable": mu}}}}));
         let h = hash_of(&d);
-        let pods = [pod("pa", "a", "old", true), pod("pb", "b", "old", true), pod("pc", "c", "old", true)];
+        let pods = [
+            pod("pa", "a", "old", true),
+            pod("pb", "b", "old", true),
+            pod("pc", "c", "old", true),
+        ];
         let p = plan(&d, &nrefs, &pods.iter().collect::<Vec<_>>(), &h, now());
         assert_eq!(p.delete.len(), 2, "{mu}");
     }
@@ -183,16 +317,33 @@ fn rolling_update_steps_within_max_unavailable() {
 
 #[test]
 fn surge_starts_new_pods_beside_old_ones() {
-    let d = ds(json!({"spec": {"updateStrategy": {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}}}));
+    let d = ds(
+        json!({"spec": {"updateStrategy": {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}}}),
+    );
     let h = hash_of(&d);
     let nodes: Vec<Node> = ["a", "b"].iter().map(|n| node(n, json!({}))).collect();
     let nrefs: Vec<&Node> = nodes.iter().collect();
     let step = |pods: Vec<Pod>| plan(&d, &nrefs, &pods.iter().collect::<Vec<_>>(), &h, now());
-    let p = step(vec![pod("pa", "a", "old", true), pod("pb", "b", "old", true)]);
+    let p = step(vec![
+        pod("pa", "a", "old", true),
+        pod("pb", "b", "old", true),
+    ]);
     assert_eq!((p.create_on, p.delete), (vec!["a".to_string()], vec![]));
-    let p = step(vec![pod("pa", "a", "old", true), pod("na", "a", &h, false), pod("pb", "b", "old", true)]);
-    assert_eq!((p.create_on.len(), p.delete.len()), (0, 0), "waits for the new pod");
-    let p = step(vec![pod("pa", "a", "old", true), pod("na", "a", &h, true), pod("pb", "b", "old", true)]);
+    let p = step(vec![
+        pod("pa", "a", "old", true),
+        pod("na", "a", &h, false),
+        pod("pb", "b", "old", true),
+    ]);
+    assert_eq!(
+        (p.create_on.len(), p.delete.len()),
+        (0, 0),
+        "waits for the new pod"
+    );
+    let p = step(vec![
+        pod("pa", "a", "old", true),
+        pod("na", "a", &h, true),
+        pod("pb", "b", "old", true),
+    ]);
     assert_eq!(p.delete, ["pa"]);
     assert_eq!(p.create_on, ["b"]);
 }
@@ -203,27 +354,56 @@ fn availability_honours_min_ready_seconds() {
     let h = hash_of(&d);
     let nodes = [node("a", json!({}))];
     let mut fresh = pod("pa", "a", &h, true);
-    fresh.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].last_transition_time =
-        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now() - SignedDuration::from_secs(10)));
+    fresh.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].last_transition_time = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now() - SignedDuration::from_secs(10)),
+    );
     let p = plan(&d, &nodes.iter().collect::<Vec<_>>(), &[&fresh], &h, now());
-    assert_eq!((p.status["numberReady"].as_i64(), p.status["numberAvailable"].as_i64()), (Some(1), Some(0)));
+    assert_eq!(
+        (
+            p.status["numberReady"].as_i64(),
+            p.status["numberAvailable"].as_i64()
+        ),
+        (Some(1), Some(0))
+    );
     assert_eq!(p.status["numberUnavailable"], 1);
 }
 
 #[test]
 fn pods_are_pinned_to_their_node_with_default_tolerations() {
-    let d = ds(json!({"metadata": {"generation": 4}, "spec": {"template": {"spec": {"hostNetwork": true, "affinity": {"nodeAffinity": {
+    let d = ds(
+        json!({"metadata": {"generation": 4}, "spec": {"template": {"spec": {"hostNetwork": true, "affinity": {"nodeAffinity": {
         "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-            {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}}}}}}));
+            {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}}}}}}),
+    );
     let p = pod_for_node(&d, "n7", "abc");
-    let terms = &p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"];
-    assert_eq!(terms[0]["matchFields"], json!([{"key": "metadata.name", "operator": "In", "values": ["n7"]}]));
-    assert_eq!(terms[0]["matchExpressions"][0]["key"], "zone", "the template's terms are kept");
-    let keys: Vec<&str> = p["spec"]["tolerations"].as_array().unwrap().iter().map(|t| t["key"].as_str().unwrap()).collect();
-    assert_eq!(keys, ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable",
-        "node.kubernetes.io/disk-pressure", "node.kubernetes.io/memory-pressure",
-        "node.kubernetes.io/pid-pressure", "node.kubernetes.io/unschedulable",
-        "node.kubernetes.io/network-unavailable"]);
+    let terms = &p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        ["nodeSelectorTerms"];
+    assert_eq!(
+        terms[0]["matchFields"],
+        json!([{"key": "metadata.name", "operator": "In", "values": ["n7"]}])
+    );
+    assert_eq!(
+        terms[0]["matchExpressions"][0]["key"], "zone",
+        "the template's terms are kept"
+    );
+    let keys: Vec<&str> = p["spec"]["tolerations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "node.kubernetes.io/not-ready",
+            "node.kubernetes.io/unreachable",
+            "node.kubernetes.io/disk-pressure",
+            "node.kubernetes.io/memory-pressure",
+            "node.kubernetes.io/pid-pressure",
+            "node.kubernetes.io/unschedulable",
+            "node.kubernetes.io/network-unavailable"
+        ]
+    );
     assert_eq!(p["metadata"]["labels"][REVISION_HASH_LABEL], "abc");
     assert_eq!(p["metadata"]["labels"]["pod-template-generation"], "4");
     assert_eq!(p["metadata"]["generateName"], "agent-");

@@ -97,18 +97,55 @@ fn parallelism_and_completions_decide_how_many_pods_run() {
     let cases: Vec<(&str, Value, i64, Vec<Pod>, usize, usize)> = vec![
         ("fresh job, 1 of 1", json!(1), 1, vec![], 1, 0),
         ("parallelism caps", json!(10), 3, vec![], 3, 0),
-        ("remaining completions cap", json!(5), 3, vec![run("a"), ok("b"), ok("c"), ok("d")], 1, 0),
-        ("done but one running", json!(3), 3, vec![run("a"), ok("b"), ok("c"), ok("d")], 0, 1),
-        ("refill to parallelism", json!(10), 3, vec![run("a"), ok("b")], 2, 0),
-        ("surplus deleted", json!(10), 1, vec![run("a"), run("b"), run("c")], 0, 2),
+        (
+            "remaining completions cap",
+            json!(5),
+            3,
+            vec![run("a"), ok("b"), ok("c"), ok("d")],
+            1,
+            0,
+        ),
+        (
+            "done but one running",
+            json!(3),
+            3,
+            vec![run("a"), ok("b"), ok("c"), ok("d")],
+            0,
+            1,
+        ),
+        (
+            "refill to parallelism",
+            json!(10),
+            3,
+            vec![run("a"), ok("b")],
+            2,
+            0,
+        ),
+        (
+            "surplus deleted",
+            json!(10),
+            1,
+            vec![run("a"), run("b"), run("c")],
+            0,
+            2,
+        ),
         ("nil completions: parallelism", Value::Null, 4, vec![], 4, 0),
-        ("nil completions after a success: no more", Value::Null, 4, vec![run("a"), ok("b")], 0, 0),
+        (
+            "nil completions after a success: no more",
+            Value::Null,
+            4,
+            vec![run("a"), ok("b")],
+            0,
+            0,
+        ),
     ];
     for (what, completions, parallelism, pods, create, delete) in cases {
         // Succeeded pods without the finalizer were counted before.
         let done = pods.iter().filter(|p| phase(p) == "Succeeded").count();
-        let j = job(json!({"spec": {"completions": completions, "parallelism": parallelism},
-                           "status": {"succeeded": done}}));
+        let j = job(
+            json!({"spec": {"completions": completions, "parallelism": parallelism},
+                           "status": {"succeeded": done}}),
+        );
         let p = run_plan(&j, &pods);
         assert_eq!(p.create.len(), create, "{what}: create");
         assert_eq!(p.delete_uncounted.len(), delete, "{what}: delete");
@@ -134,14 +171,24 @@ fn finished_pods_are_counted_once_through_uncounted_terminated_pods() {
         json!({"succeeded": ["uid-a"], "failed": ["uid-c"]}),
         "first written as uncounted"
     );
-    assert_eq!((p.status["succeeded"].as_i64(), p.status["failed"].as_i64()), (Some(0), Some(0)));
-    let mut names: Vec<&str> = p.remove_finalizers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        (p.status["succeeded"].as_i64(), p.status["failed"].as_i64()),
+        (Some(0), Some(0))
+    );
+    let mut names: Vec<&str> = p
+        .remove_finalizers
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
     names.sort();
     assert_eq!(names, ["a", "c"]);
     assert_eq!(p.create.len(), 1, "the failed pod is replaced");
     let after = settled(&p);
     assert_eq!(after["uncountedTerminatedPods"], json!({}));
-    assert_eq!((after["succeeded"].as_i64(), after["failed"].as_i64()), (Some(1), Some(1)));
+    assert_eq!(
+        (after["succeeded"].as_i64(), after["failed"].as_i64()),
+        (Some(1), Some(1))
+    );
 
     // The next sync sees them without finalizers and counts nothing again.
     let j2 = job(json!({"spec": {"completions": 3, "parallelism": 3}, "status": after}));
@@ -153,7 +200,10 @@ fn finished_pods_are_counted_once_through_uncounted_terminated_pods() {
     ];
     let p = run_plan(&j2, &pods);
     assert!(p.remove_finalizers.is_empty());
-    assert_eq!((p.status["succeeded"].as_i64(), p.status["failed"].as_i64()), (Some(1), Some(1)));
+    assert_eq!(
+        (p.status["succeeded"].as_i64(), p.status["failed"].as_i64()),
+        (Some(1), Some(1))
+    );
     assert_eq!(p.status["active"], 2);
     assert!(p.create.is_empty());
 }
@@ -161,7 +211,10 @@ fn finished_pods_are_counted_once_through_uncounted_terminated_pods() {
 #[test]
 fn success_goes_through_success_criteria_met_to_complete() {
     let j = job(json!({"spec": {"completions": 2, "parallelism": 2}}));
-    let pods = vec![pod("a", "Succeeded", true, None), pod("b", "Succeeded", true, None)];
+    let pods = vec![
+        pod("a", "Succeeded", true, None),
+        pod("b", "Succeeded", true, None),
+    ];
     let p = run_plan(&j, &pods);
     assert_eq!(types(&p.status), ["SuccessCriteriaMet"]);
     let c = &p.status["conditions"][0];
@@ -175,9 +228,21 @@ fn success_goes_through_success_criteria_met_to_complete() {
 
     // Nil completions with parallelism: one success and no active pods completes.
     let j = job(json!({"spec": {"completions": null, "parallelism": 2}}));
-    let p = run_plan(&j, &[pod("a", "Succeeded", true, None), pod("b", "Failed", true, None)]);
+    let p = run_plan(
+        &j,
+        &[
+            pod("a", "Succeeded", true, None),
+            pod("b", "Failed", true, None),
+        ],
+    );
     assert_eq!(types(&settled(&p)), ["SuccessCriteriaMet", "Complete"]);
-    let p = run_plan(&j, &[pod("a", "Succeeded", true, None), pod("b", "Running", true, None)]);
+    let p = run_plan(
+        &j,
+        &[
+            pod("a", "Succeeded", true, None),
+            pod("b", "Running", true, None),
+        ],
+    );
     assert!(types(&settled(&p)).is_empty(), "waits for the running pod");
 }
 
@@ -192,31 +257,88 @@ fn backoff_limit_fails_the_job_and_deletes_active_pods() {
         p
     };
     let cases: Vec<(&str, i64, &str, Vec<Pod>, bool)> = vec![
-        ("within limit", 2, "Never", vec![pod("a", "Failed", true, None), pod("b", "Failed", true, None)], false),
-        ("over limit", 1, "Never", vec![pod("a", "Failed", true, None), pod("b", "Failed", true, None)], true),
-        ("limit 0, one failure", 0, "Never", vec![pod("a", "Failed", true, None)], true),
-        ("OnFailure restarts reach the limit", 3, "OnFailure", vec![restarted("a", 3)], true),
-        ("OnFailure restarts below", 3, "OnFailure", vec![restarted("a", 2)], false),
-        ("OnFailure limit 0", 0, "OnFailure", vec![restarted("a", 1)], true),
+        (
+            "within limit",
+            2,
+            "Never",
+            vec![
+                pod("a", "Failed", true, None),
+                pod("b", "Failed", true, None),
+            ],
+            false,
+        ),
+        (
+            "over limit",
+            1,
+            "Never",
+            vec![
+                pod("a", "Failed", true, None),
+                pod("b", "Failed", true, None),
+            ],
+            true,
+        ),
+        (
+            "limit 0, one failure",
+            0,
+            "Never",
+            vec![pod("a", "Failed", true, None)],
+            true,
+        ),
+        (
+            "OnFailure restarts reach the limit",
+            3,
+            "OnFailure",
+            vec![restarted("a", 3)],
+            true,
+        ),
+        (
+            "OnFailure restarts below",
+            3,
+            "OnFailure",
+            vec![restarted("a", 2)],
+            false,
+        ),
+        (
+            "OnFailure limit 0",
+            0,
+            "OnFailure",
+            vec![restarted("a", 1)],
+            true,
+        ),
     ];
     for (what, limit, policy, pods, want) in cases {
-        let j = job(json!({"spec": {"backoffLimit": limit, "completions": 5, "parallelism": 2,
-            "template": {"spec": {"restartPolicy": policy}}}}));
+        let j = job(
+            json!({"spec": {"backoffLimit": limit, "completions": 5, "parallelism": 2,
+            "template": {"spec": {"restartPolicy": policy}}}}),
+        );
         let mut pods = pods;
         pods.push(pod("live", "Running", true, None));
         let p = run_plan(&j, &pods);
         if want {
             assert_eq!(types(&p.status), ["FailureTarget"], "{what}");
-            assert_eq!(p.status["conditions"][0]["reason"], "BackoffLimitExceeded", "{what}");
-            assert_eq!(p.status["conditions"][0]["message"], "Job has reached the specified backoff limit");
-            assert!(p.delete.contains(&"live".to_string()), "{what}: active pods deleted");
+            assert_eq!(
+                p.status["conditions"][0]["reason"], "BackoffLimitExceeded",
+                "{what}"
+            );
+            assert_eq!(
+                p.status["conditions"][0]["message"],
+                "Job has reached the specified backoff limit"
+            );
+            assert!(
+                p.delete.contains(&"live".to_string()),
+                "{what}: active pods deleted"
+            );
             assert!(p.create.is_empty(), "{what}");
             assert_eq!(p.status["active"], 0);
             assert_eq!(
-                p.final_condition.as_ref().unwrap()["type"], "Failed",
+                p.final_condition.as_ref().unwrap()["type"],
+                "Failed",
                 "{what}: Failed follows"
             );
-            assert!(types(&settled(&p)).len() == 1, "{what}: not Failed while pods terminate");
+            assert!(
+                types(&settled(&p)).len() == 1,
+                "{what}: not Failed while pods terminate"
+            );
         } else {
             assert!(types(&p.status).is_empty(), "{what}");
             assert!(p.delete.is_empty(), "{what}");
@@ -228,14 +350,23 @@ fn backoff_limit_fails_the_job_and_deletes_active_pods() {
 fn terminating_pods_count_as_failed_and_failed_follows_failure_target() {
     let mut gone = pod("live", "Running", true, None);
     gone.metadata.deletion_timestamp = Some(Time(now()));
-    let j = job(json!({"spec": {"backoffLimit": 1}, "status": {"failed": 2, "conditions": [
+    let j = job(
+        json!({"spec": {"backoffLimit": 1}, "status": {"failed": 2, "conditions": [
         {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded",
          "message": "Job has reached the specified backoff limit",
-         "lastProbeTime": "2026-01-01T00:09:00Z", "lastTransitionTime": "2026-01-01T00:09:00Z"}]}}));
+         "lastProbeTime": "2026-01-01T00:09:00Z", "lastTransitionTime": "2026-01-01T00:09:00Z"}]}}),
+    );
     let p = run_plan(&j, &[gone]);
-    assert_eq!(p.status["uncountedTerminatedPods"], json!({"failed": ["uid-live"]}));
+    assert_eq!(
+        p.status["uncountedTerminatedPods"],
+        json!({"failed": ["uid-live"]})
+    );
     let after = settled(&p);
-    assert_eq!(types(&after), ["FailureTarget"], "not Failed while a pod terminates");
+    assert_eq!(
+        types(&after),
+        ["FailureTarget"],
+        "not Failed while a pod terminates"
+    );
     assert_eq!(after["failed"], 3);
     // Once it is gone, the Job fails.
     let mut j = j;
@@ -252,7 +383,10 @@ fn active_deadline_fails_the_job_and_is_requeued_before() {
     let j = job(json!({"spec": {"activeDeadlineSeconds": 30}, "status": {"startTime": start(31)}}));
     let p = run_plan(&j, &[pod("a", "Running", true, None)]);
     assert_eq!(p.status["conditions"][0]["reason"], "DeadlineExceeded");
-    assert_eq!(p.status["conditions"][0]["message"], "Job was active longer than specified deadline");
+    assert_eq!(
+        p.status["conditions"][0]["message"],
+        "Job was active longer than specified deadline"
+    );
     assert_eq!(p.delete, ["a"]);
 
     let j = job(json!({"spec": {"activeDeadlineSeconds": 30}, "status": {"startTime": start(20)}}));
@@ -260,8 +394,10 @@ fn active_deadline_fails_the_job_and_is_requeued_before() {
     assert!(types(&p.status).is_empty());
     assert_eq!(p.requeue_after, Some(Duration::from_secs(10)));
 
-    let j = job(json!({"spec": {"activeDeadlineSeconds": 30, "suspend": true},
-                       "status": {"startTime": start(100)}}));
+    let j = job(
+        json!({"spec": {"activeDeadlineSeconds": 30, "suspend": true},
+                       "status": {"startTime": start(100)}}),
+    );
     assert!(
         !types(&run_plan(&j, &[]).status).contains(&"FailureTarget".to_string()),
         "no deadline while suspended"
@@ -271,7 +407,13 @@ fn active_deadline_fails_the_job_and_is_requeued_before() {
 #[test]
 fn suspend_deletes_active_pods_uncounted_and_resume_restarts_the_clock() {
     let j = job(json!({"spec": {"suspend": true, "parallelism": 2, "completions": 4}}));
-    let p = run_plan(&j, &[pod("a", "Running", true, None), pod("b", "Pending", true, None)]);
+    let p = run_plan(
+        &j,
+        &[
+            pod("a", "Running", true, None),
+            pod("b", "Pending", true, None),
+        ],
+    );
     let mut del = p.delete_uncounted.clone();
     del.sort();
     assert_eq!(del, ["a", "b"]);
@@ -279,13 +421,22 @@ fn suspend_deletes_active_pods_uncounted_and_resume_restarts_the_clock() {
     assert_eq!(types(&p.status), ["Suspended"]);
     assert_eq!(p.status["conditions"][0]["reason"], "JobSuspended");
     assert_eq!(p.events, vec![("Normal", "Suspended", "Job suspended")]);
-    assert!(p.status.get("startTime").is_none(), "a suspended job has not started");
-    assert_eq!(p.status["uncountedTerminatedPods"], json!({}), "not counted as failures");
+    assert!(
+        p.status.get("startTime").is_none(),
+        "a suspended job has not started"
+    );
+    assert_eq!(
+        p.status["uncountedTerminatedPods"],
+        json!({}),
+        "not counted as failures"
+    );
 
-    let j = job(json!({"spec": {"parallelism": 2, "completions": 4}, "status": {
+    let j = job(
+        json!({"spec": {"parallelism": 2, "completions": 4}, "status": {
         "startTime": "2026-01-01T00:00:00Z", "conditions": [
         {"type": "Suspended", "status": "True", "reason": "JobSuspended", "message": "Job suspended",
-         "lastProbeTime": "2026-01-01T00:01:00Z", "lastTransitionTime": "2026-01-01T00:01:00Z"}]}}));
+         "lastProbeTime": "2026-01-01T00:01:00Z", "lastTransitionTime": "2026-01-01T00:01:00Z"}]}}),
+    );
     let p = run_plan(&j, &[]);
     assert_eq!(p.create.len(), 2);
     assert_eq!(p.status["conditions"][0]["status"], "False");
@@ -313,12 +464,18 @@ fn indexed_jobs_create_missing_indexes_and_complete_by_index() {
     assert_eq!(p.status["succeeded"], 2);
     let mut del = p.delete_uncounted.clone();
     del.sort();
-    assert_eq!(del.len(), 2, "a repeated index and an index out of range: {del:?}");
+    assert_eq!(
+        del.len(),
+        2,
+        "a repeated index and an index out of range: {del:?}"
+    );
     assert!(del.contains(&"z".to_string()));
     assert!(p.create.is_empty(), "deletions first, creations next sync");
 
-    let j = job(json!({"spec": {"completionMode": "Indexed", "completions": 3, "parallelism": 3},
-                       "status": {"completedIndexes": "0-1", "succeeded": 2}}));
+    let j = job(
+        json!({"spec": {"completionMode": "Indexed", "completions": 3, "parallelism": 3},
+                       "status": {"completedIndexes": "0-1", "succeeded": 2}}),
+    );
     let p = run_plan(&j, &[pod("c", "Succeeded", true, Some(2))]);
     assert_eq!(p.status["completedIndexes"], "0-2");
     assert_eq!(types(&settled(&p)), ["SuccessCriteriaMet", "Complete"]);
@@ -331,9 +488,15 @@ fn indexed_pods_carry_index_hostname_env_and_the_finalizer() {
     assert_eq!(p["metadata"]["generateName"], "pi-2-");
     assert_eq!(p["metadata"]["annotations"][INDEX_ANNOTATION], "2");
     assert_eq!(p["metadata"]["labels"][INDEX_ANNOTATION], "2");
-    assert_eq!(p["metadata"]["labels"]["batch.kubernetes.io/job-name"], "pi");
+    assert_eq!(
+        p["metadata"]["labels"]["batch.kubernetes.io/job-name"],
+        "pi"
+    );
     assert_eq!(p["spec"]["hostname"], "pi-2");
-    assert_eq!(p["spec"]["containers"][0]["env"][0]["name"], "JOB_COMPLETION_INDEX");
+    assert_eq!(
+        p["spec"]["containers"][0]["env"][0]["name"],
+        "JOB_COMPLETION_INDEX"
+    );
     assert_eq!(p["metadata"]["finalizers"], json!([TRACKING_FINALIZER]));
     assert_eq!(p["metadata"]["ownerReferences"][0]["kind"], "Job");
     assert_eq!(p["metadata"]["ownerReferences"][0]["controller"], true);
@@ -355,9 +518,20 @@ fn backoff_doubles_from_the_last_failure_up_to_the_cap() {
     let base = Duration::from_secs(10);
     let max = Duration::from_secs(360);
     let t0 = now();
-    let cases = [(1, 0, 10), (2, 0, 20), (3, 5, 35), (6, 0, 320), (7, 0, 360), (30, 0, 360), (1, 15, 0)];
+    let cases = [
+        (1, 0, 10),
+        (2, 0, 20),
+        (3, 5, 35),
+        (6, 0, 320),
+        (7, 0, 360),
+        (30, 0, 360),
+        (1, 15, 0),
+    ];
     for (failures, elapsed, want) in cases {
-        let b = Backoff { failures, last_failure: Some(t0) };
+        let b = Backoff {
+            failures,
+            last_failure: Some(t0),
+        };
         assert_eq!(
             b.remaining(t0 + SignedDuration::from_secs(elapsed), base, max),
             Duration::from_secs(want),
@@ -366,11 +540,23 @@ fn backoff_doubles_from_the_last_failure_up_to_the_cap() {
     }
     let b = Backoff::default().observe(0, 2, t0);
     assert_eq!(b.failures, 2);
-    assert_eq!(b.observe(1, 0, t0), Backoff::default(), "a success resets it");
+    assert_eq!(
+        b.observe(1, 0, t0),
+        Backoff::default(),
+        "a success resets it"
+    );
     // While backing off, no pod is created and the job is synced again then.
     let empty = HashSet::new();
-    let p = plan(&job(json!({})), &[], &Inputs { now: t0, backoff_remaining: Duration::from_secs(7),
-        expectations_satisfied: true, expected_rm_finalizers: &empty });
+    let p = plan(
+        &job(json!({})),
+        &[],
+        &Inputs {
+            now: t0,
+            backoff_remaining: Duration::from_secs(7),
+            expectations_satisfied: true,
+            expected_rm_finalizers: &empty,
+        },
+    );
     assert!(p.create.is_empty());
     assert_eq!(p.requeue_after, Some(Duration::from_secs(7)));
 }
@@ -378,19 +564,35 @@ fn backoff_doubles_from_the_last_failure_up_to_the_cap() {
 #[test]
 fn unsatisfied_expectations_hold_creation() {
     let empty = HashSet::new();
-    let p = plan(&job(json!({})), &[], &Inputs { now: now(), backoff_remaining: Duration::ZERO,
-        expectations_satisfied: false, expected_rm_finalizers: &empty });
+    let p = plan(
+        &job(json!({})),
+        &[],
+        &Inputs {
+            now: now(),
+            backoff_remaining: Duration::ZERO,
+            expectations_satisfied: false,
+            expected_rm_finalizers: &empty,
+        },
+    );
     assert!(p.create.is_empty());
 }
 
 #[test]
 fn ttl_after_finished_counts_from_the_finish() {
-    let j = job(json!({"spec": {"ttlSecondsAfterFinished": 100}, "status": {"conditions": [
-        {"type": "Complete", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}));
-    assert_eq!(ttl_expires_at(&j), Some("2026-01-01T00:01:40Z".parse().unwrap()));
+    let j = job(
+        json!({"spec": {"ttlSecondsAfterFinished": 100}, "status": {"conditions": [
+        {"type": "Complete", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}),
+    );
+    assert_eq!(
+        ttl_expires_at(&j),
+        Some("2026-01-01T00:01:40Z".parse().unwrap())
+    );
     assert!(is_finished(&j));
     let running = job(json!({"spec": {"ttlSecondsAfterFinished": 100}}));
     assert_eq!(ttl_expires_at(&running), None);
-    assert_eq!(ttl_expires_at(&job(json!({"status": {"conditions": [
-        {"type": "Failed", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}))), None);
+    assert_eq!(
+        ttl_expires_at(&job(json!({"status": {"conditions": [
+        {"type": "Failed", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}))),
+        None
+    );
 }
