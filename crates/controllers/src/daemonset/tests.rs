@@ -230,7 +230,8 @@ fn rolling_update_steps_within_max_unavailable() {
     let nodes: Vec<Node> = ["a", "b", "c"].iter().map(|n| node(n, json!({}))).collect();
     let nrefs: Vec<&Node> = nodes.iter().collect();
     // (what, pods, want deleted, want created on)
-    let cases: Vec<(&str, Vec<Pod>, Vec<&str>, Vec<&str>)> = vec![
+    type Case<'a> = (&'a str, Vec<Pod>, Vec<&'a str>, Vec<&'a str>);
+    let cases: Vec<Case> = vec![
         (
             "all old: one goes",
             vec![

@@ -94,7 +94,8 @@ fn parallelism_and_completions_decide_how_many_pods_run() {
     // (what, completions, parallelism, pods, want created, want deleted)
     let run = |n: &str| pod(n, "Running", true, None);
     let ok = |n: &str| pod(n, "Succeeded", false, None);
-    let cases: Vec<(&str, Value, i64, Vec<Pod>, usize, usize)> = vec![
+    type Case<'a> = (&'a str, Value, i64, Vec<Pod>, usize, usize);
+    let cases: Vec<Case> = vec![
         ("fresh job, 1 of 1", json!(1), 1, vec![], 1, 0),
         ("parallelism caps", json!(10), 3, vec![], 3, 0),
         (
