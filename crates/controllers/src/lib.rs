@@ -16,14 +16,19 @@
 //!   releasing by selector, deleting in Kubernetes' order.
 //! - [`deployment`]: rolling updates, Recreate, revisions, pause and the
 //!   rollout conditions, through ReplicaSets.
+//! - [`job`]: Jobs (parallelism, completions, Indexed, back-off, deadline,
+//!   suspend, finalizer-tracked counting) and the TTL-after-finished controller.
+//! - [`daemonset`]: one pod per eligible node, rolling updates, ControllerRevisions.
 //! - [`gc`]: the garbage collector (owner references, foreground and orphan
 //!   deletion).
 //! - `cache` and `events`: watcher-fed maps and Event recording shared by the loops.
 
+pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod gc;
 pub mod informer;
+pub mod job;
 pub mod node_lifecycle;
 pub mod podgc;
 pub mod replicaset;
@@ -53,7 +58,7 @@ pub struct Config {
     pub pod_gc: bool,
     /// Run the disruption controller.
     pub disruption: bool,
-    /// Run the workload controllers (ReplicaSet, Deployment) and the garbage collector.
+    /// Run the workload controllers (ReplicaSet, Deployment, Job, DaemonSet) and the garbage collector.
     pub workloads: bool,
 }
 
@@ -100,6 +105,17 @@ pub async fn run(client: kube::Client, config: Config, shutdown: watch::Receiver
             shutdown.clone(),
         )));
         tasks.push(tokio::spawn(deployment::run_with_pods(
+            client.clone(),
+            informer.subscribe(),
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(job::run_with(
+            client.clone(),
+            job::Options::default(),
+            informer.subscribe(),
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(daemonset::run_with_pods(
             client.clone(),
             informer.subscribe(),
             shutdown.clone(),
