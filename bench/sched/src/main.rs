@@ -83,7 +83,8 @@ impl Opts {
         let mut it = args.iter();
         while let Some(flag) = it.next() {
             if flag == "-h" || flag == "--help" {
-                bail!("{USAGE}");
+                println!("{USAGE}");
+                std::process::exit(0);
             }
             if flag == "--prebound" {
                 o.prebound = true;

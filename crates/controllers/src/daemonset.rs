@@ -566,7 +566,16 @@ pub async fn run_with_pods(
                             dirty.insert(k.clone());
                         }
                     }
-                    pods.apply(ev);
+                    // Only DaemonSet pods are kept; the rest never cost a scan.
+                    match ev {
+                        watcher::Event::Apply(p) if owner_uid(&p).is_none() => {
+                            pods.apply(watcher::Event::Delete(p));
+                        }
+                        watcher::Event::InitApply(p) if owner_uid(&p).is_none() => {}
+                        ev => {
+                            pods.apply(ev);
+                        }
+                    }
                 }
                 Some(Err(e)) => { tracing::warn!("daemonset controller: pod watch: {e}"); tokio::time::sleep(Duration::from_millis(500)).await; }
                 None => return,

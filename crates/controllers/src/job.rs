@@ -871,7 +871,17 @@ pub async fn run_with(
                         let gone = matches!(ev, watcher::Event::Delete(_)) || p.metadata.deletion_timestamp.is_some();
                         note_pod(&jobs, &mut expect, &mut dirty, p, gone);
                     }
-                    pods.apply(ev);
+                    // Only pods of Jobs (or still holding the Job finalizer) are kept:
+                    // the rest of the cluster's pods never cost this controller a scan.
+                    match ev {
+                        watcher::Event::Apply(p) if !job_pod(&p) => {
+                            pods.apply(watcher::Event::Delete(p));
+                        }
+                        watcher::Event::InitApply(p) if !job_pod(&p) => {}
+                        ev => {
+                            pods.apply(ev);
+                        }
+                    }
                 }
                 Some(Err(e)) => {
                     tracing::warn!("job controller: pod watch: {e}");
@@ -936,6 +946,12 @@ pub async fn run_with(
         // Pods still holding the finalizer after their Job is gone are let go.
         orphans(&client, &jobs, &mut pods).await;
     }
+}
+
+/// Whether a pod concerns the Job controller: a Job controls it, or it still
+/// holds the Job tracking finalizer.
+fn job_pod(p: &Pod) -> bool {
+    controller_uid(p).is_some() || has_finalizer(p)
 }
 
 fn rv_of(job: &Job) -> u64 {
