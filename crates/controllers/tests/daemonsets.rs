@@ -8,41 +8,20 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher;
 use serde_json::json;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
-struct Cluster {
-    kubeconfig: std::path::PathBuf,
-    _stop: tokio::sync::watch::Sender<bool>,
-    _running: skiff_apiserver::Running,
-    _dir: tempfile::TempDir,
-}
+mod support;
+use support::{Cluster, no_kubectl};
 
 async fn cluster() -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = skiff_apiserver::Config::new(dir.path());
-    c.port = 0;
-    let running =
-        skiff_apiserver::start_with_store(c, std::sync::Arc::new(skiff_store::MemoryStore::new()))
-            .await
-            .unwrap();
-    let client = kube::Client::new(
-        skiff_apiserver::inproc::InProcess(running.server.clone()),
-        "default",
-    );
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    tokio::spawn(skiff_controllers::daemonset::run(
-        client.clone(),
-        shutdown.clone(),
-    ));
-    tokio::spawn(skiff_controllers::gc::run(client.clone(), shutdown));
-    tokio::spawn(kubelet(client.clone()));
-    Cluster {
-        kubeconfig: running.kubeconfig.clone(),
-        _stop: stop,
-        _running: running,
-        _dir: dir,
-    }
+    Cluster::start("ds,pods", |client, shutdown| {
+        tokio::spawn(skiff_controllers::daemonset::run(
+            client.clone(),
+            shutdown.clone(),
+        ));
+        tokio::spawn(skiff_controllers::gc::run(client.clone(), shutdown.clone()));
+        tokio::spawn(kubelet(client.clone()));
+    })
+    .await
 }
 
 /// The stand-in scheduler and kubelet: binds each new pod to its pinned node, Running and Ready.
@@ -89,51 +68,18 @@ async fn kubelet(client: kube::Client) {
     }
 }
 
-fn kubectl(c: &Cluster, args: &[&str]) -> (bool, String) {
-    let out = Command::new("kubectl")
-        .env("KUBECONFIG", &c.kubeconfig)
-        .args(args)
-        .output()
-        .expect("kubectl runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-fn ok(c: &Cluster, args: &[&str]) -> String {
-    let (good, text) = kubectl(c, args);
-    assert!(good, "kubectl {args:?}: {text}");
-    text
-}
-
-fn wait(c: &Cluster, what: &str, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out: {what}\n{}",
-            ok(c, &["get", "ds,pods", "-o", "wide"])
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn node(c: &Cluster, name: &str, extra: &str) {
     let yaml = format!(
         r#"{{"apiVersion":"v1","kind":"Node","metadata":{{"name":"{name}","labels":{{"kubernetes.io/hostname":"{name}"}}}}{extra}}}"#
     );
-    let path = c._dir.path().join(format!("{name}.json"));
+    let path = c.dir.path().join(format!("{name}.json"));
     std::fs::write(&path, yaml).unwrap();
-    ok(c, &["apply", "-f", path.to_str().unwrap()]);
+    c.ok(&["apply", "-f", path.to_str().unwrap()]);
 }
 
 /// `node image` of each live pod of the DaemonSet, sorted.
 fn placement(c: &Cluster) -> Vec<String> {
-    let out = ok(
-        c,
+    let out = c.ok(
         &[
             "get",
             "pods",
@@ -154,14 +100,7 @@ fn placement(c: &Cluster) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemonset_follows_its_nodes_and_rolls_out_with_kubectl() {
-    if Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_err()
-    {
-        assert!(std::env::var_os("CI").is_none(), "kubectl missing in CI");
-        eprintln!("\n*** SKIPPING daemonset test: no kubectl ***\n");
+    if no_kubectl() {
         return;
     }
     let c = cluster().await;
@@ -177,16 +116,13 @@ async fn a_daemonset_follows_its_nodes_and_rolls_out_with_kubectl() {
             "spec":{"selector":{"matchLabels":{"app":"agent"}},
             "template":{"metadata":{"labels":{"app":"agent"}},
             "spec":{"containers":[{"name":"agent","image":"busybox:a"}]}}}}"#;
-        std::fs::write(c._dir.path().join("ds.json"), ds).unwrap();
-        ok(
-            &c,
-            &[
-                "apply",
-                "-f",
-                c._dir.path().join("ds.json").to_str().unwrap(),
-            ],
-        );
-        let out = ok(&c, &["rollout", "status", "ds/agent", "--timeout=30s"]);
+        std::fs::write(c.dir.path().join("ds.json"), ds).unwrap();
+        c.ok(&[
+            "apply",
+            "-f",
+            c.dir.path().join("ds.json").to_str().unwrap(),
+        ]);
+        let out = c.ok(&["rollout", "status", "ds/agent", "--timeout=30s"]);
         assert!(
             out.contains("daemon set \"agent\" successfully rolled out"),
             "{out}"
@@ -196,7 +132,8 @@ async fn a_daemonset_follows_its_nodes_and_rolls_out_with_kubectl() {
             ["n1 busybox:a", "n2 busybox:a"],
             "the unschedulable node too, not the tainted one"
         );
-        let row: Vec<String> = ok(&c, &["get", "ds", "agent", "--no-headers"])
+        let row: Vec<String> = c
+            .ok(&["get", "ds", "agent", "--no-headers"])
             .split_whitespace()
             .map(str::to_string)
             .collect();
@@ -205,17 +142,14 @@ async fn a_daemonset_follows_its_nodes_and_rolls_out_with_kubectl() {
             ["2", "2", "2", "2", "2"],
             "DESIRED CURRENT READY UP-TO-DATE AVAILABLE: {row:?}"
         );
-        let tols = ok(
-            &c,
-            &[
-                "get",
-                "pods",
-                "-l",
-                "app=agent",
-                "-o",
-                "jsonpath={.items[0].spec.tolerations[*].key}",
-            ],
-        );
+        let tols = c.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=agent",
+            "-o",
+            "jsonpath={.items[0].spec.tolerations[*].key}",
+        ]);
         assert!(
             tols.contains("node.kubernetes.io/unschedulable")
                 && tols.contains("node.kubernetes.io/not-ready"),
@@ -224,72 +158,63 @@ async fn a_daemonset_follows_its_nodes_and_rolls_out_with_kubectl() {
 
         // A new node gets a pod; a node that goes loses its (unbound) pods to pod GC, so only count placement.
         node(&c, "n3", "");
-        wait(&c, "pod on n3", || placement(&c).len() == 3);
+        c.wait("pod on n3", || placement(&c).len() == 3);
 
         // A rolling update, one node at a time.
-        ok(&c, &["set", "image", "ds/agent", "agent=busybox:b"]);
-        let out = ok(&c, &["rollout", "status", "ds/agent", "--timeout=30s"]);
+        c.ok(&["set", "image", "ds/agent", "agent=busybox:b"]);
+        let out = c.ok(&["rollout", "status", "ds/agent", "--timeout=30s"]);
         assert!(out.contains("successfully rolled out"), "{out}");
-        wait(&c, "all b", || {
+        c.wait("all b", || {
             placement(&c) == ["n1 busybox:b", "n2 busybox:b", "n3 busybox:b"]
         });
-        let history = ok(&c, &["rollout", "history", "ds/agent"]);
+        let history = c.ok(&["rollout", "history", "ds/agent"]);
         let rows: Vec<&str> = history
             .lines()
             .filter(|l| l.starts_with(|ch: char| ch.is_ascii_digit()))
             .collect();
         assert_eq!(rows.len(), 2, "{history}");
-        let rev2 = ok(&c, &["rollout", "history", "ds/agent", "--revision=2"]);
+        let rev2 = c.ok(&["rollout", "history", "ds/agent", "--revision=2"]);
         assert!(rev2.contains("busybox:b"), "{rev2}");
-        let hashes = ok(
-            &c,
-            &[
-                "get",
-                "pods",
-                "-l",
-                "app=agent",
-                "-o",
-                "jsonpath={.items[*].metadata.labels.controller-revision-hash}",
-            ],
-        );
-        let revs = ok(
-            &c,
-            &[
-                "get",
-                "controllerrevisions",
-                "-o",
-                "jsonpath={.items[*].metadata.name}",
-            ],
-        );
+        let hashes = c.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=agent",
+            "-o",
+            "jsonpath={.items[*].metadata.labels.controller-revision-hash}",
+        ]);
+        let revs = c.ok(&[
+            "get",
+            "controllerrevisions",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ]);
         for h in hashes.split_whitespace() {
             assert!(revs.contains(&format!("agent-{h}")), "{h} in {revs}");
         }
 
         // Undo goes back to a (kubectl rollout undo reads the ControllerRevisions).
-        ok(&c, &["rollout", "undo", "ds/agent"]);
-        ok(&c, &["rollout", "status", "ds/agent", "--timeout=30s"]);
-        wait(&c, "all a", || {
+        c.ok(&["rollout", "undo", "ds/agent"]);
+        c.ok(&["rollout", "status", "ds/agent", "--timeout=30s"]);
+        c.wait("all a", || {
             placement(&c) == ["n1 busybox:a", "n2 busybox:a", "n3 busybox:a"]
         });
 
         // A node selector that no node matches: every pod goes.
-        ok(
-            &c,
-            &[
-                "patch",
-                "ds",
-                "agent",
-                "-p",
-                r#"{"spec":{"template":{"spec":{"nodeSelector":{"role":"none"}}}}}"#,
-            ],
-        );
-        wait(&c, "no pods", || placement(&c).is_empty());
-        ok(&c, &["label", "node", "n2", "role=none"]);
-        wait(&c, "one pod on n2", || placement(&c) == ["n2 busybox:a"]);
+        c.ok(&[
+            "patch",
+            "ds",
+            "agent",
+            "-p",
+            r#"{"spec":{"template":{"spec":{"nodeSelector":{"role":"none"}}}}}"#,
+        ]);
+        c.wait("no pods", || placement(&c).is_empty());
+        c.ok(&["label", "node", "n2", "role=none"]);
+        c.wait("one pod on n2", || placement(&c) == ["n2 busybox:a"]);
 
         // Deleting the DaemonSet takes its pods.
-        ok(&c, &["delete", "ds", "agent"]);
-        wait(&c, "collected", || placement(&c).is_empty());
+        c.ok(&["delete", "ds", "agent"]);
+        c.wait("collected", || placement(&c).is_empty());
     })
     .await
     .unwrap();

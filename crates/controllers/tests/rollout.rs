@@ -11,45 +11,25 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher;
 use serde_json::json;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-struct Cluster {
-    kubeconfig: std::path::PathBuf,
-    _stop: tokio::sync::watch::Sender<bool>,
-    _running: skiff_apiserver::Running,
-    _dir: tempfile::TempDir,
-}
+mod support;
+use support::{Cluster, no_kubectl};
 
 async fn cluster() -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = skiff_apiserver::Config::new(dir.path());
-    c.port = 0;
-    let running =
-        skiff_apiserver::start_with_store(c, std::sync::Arc::new(skiff_store::MemoryStore::new()))
-            .await
-            .unwrap();
-    let client = kube::Client::new(
-        skiff_apiserver::inproc::InProcess(running.server.clone()),
-        "default",
-    );
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    tokio::spawn(skiff_controllers::replicaset::run(
-        client.clone(),
-        shutdown.clone(),
-    ));
-    tokio::spawn(skiff_controllers::deployment::run(
-        client.clone(),
-        shutdown.clone(),
-    ));
-    tokio::spawn(skiff_controllers::gc::run(client.clone(), shutdown));
-    tokio::spawn(ready_every_pod(client));
-    Cluster {
-        kubeconfig: running.kubeconfig.clone(),
-        _stop: stop,
-        _running: running,
-        _dir: dir,
-    }
+    Cluster::start("deploy,rs,pods", |client, shutdown| {
+        tokio::spawn(skiff_controllers::replicaset::run(
+            client.clone(),
+            shutdown.clone(),
+        ));
+        tokio::spawn(skiff_controllers::deployment::run(
+            client.clone(),
+            shutdown.clone(),
+        ));
+        tokio::spawn(skiff_controllers::gc::run(client.clone(), shutdown.clone()));
+        tokio::spawn(ready_every_pod(client.clone()));
+    })
+    .await
 }
 
 /// The stand-in kubelet: every new pod is Running and Ready at once.
@@ -83,40 +63,8 @@ async fn ready_every_pod(client: kube::Client) {
     }
 }
 
-fn kubectl(c: &Cluster, args: &[&str]) -> (bool, String) {
-    let out = Command::new("kubectl")
-        .env("KUBECONFIG", &c.kubeconfig)
-        .args(args)
-        .output()
-        .expect("kubectl runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-fn ok(c: &Cluster, args: &[&str]) -> String {
-    let (good, text) = kubectl(c, args);
-    assert!(good, "kubectl {args:?}: {text}");
-    text
-}
-
-fn wait(c: &Cluster, what: &str, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out: {what}\n{}",
-            ok(c, &["get", "deploy,rs,pods", "-o", "wide"])
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn images(c: &Cluster) -> Vec<String> {
-    let mut v: Vec<String> = ok(c, &["get", "pods", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.metadata.deletionTimestamp}/{.spec.containers[0].image}{\"\\n\"}{end}"])
+    let mut v: Vec<String> = c.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.metadata.deletionTimestamp}/{.spec.containers[0].image}{\"\\n\"}{end}"])
         .lines()
         .filter(|l| l.starts_with('/'))
         .map(|l| l.trim_start_matches('/').to_string())
@@ -127,38 +75,25 @@ fn images(c: &Cluster) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_sequence_with_real_kubectl() {
-    if Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_err()
-    {
-        assert!(std::env::var_os("CI").is_none(), "kubectl missing in CI");
-        eprintln!("\n*** SKIPPING rollout test: no kubectl ***\n");
+    if no_kubectl() {
         return;
     }
     let c = cluster().await;
     tokio::task::spawn_blocking(move || {
-        ok(
-            &c,
-            &[
-                "create",
-                "deployment",
-                "web",
-                "--image=busybox:a",
-                "--replicas=3",
-            ],
-        );
-        let out = ok(
-            &c,
-            &["rollout", "status", "deployment/web", "--timeout=30s"],
-        );
+        c.ok(&[
+            "create",
+            "deployment",
+            "web",
+            "--image=busybox:a",
+            "--replicas=3",
+        ]);
+        let out = c.ok(&["rollout", "status", "deployment/web", "--timeout=30s"]);
         assert!(
             out.contains("deployment \"web\" successfully rolled out"),
             "{out}"
         );
         assert_eq!(images(&c), vec!["busybox:a"; 3]);
-        let rs = ok(&c, &["get", "rs", "-l", "app=web", "-o", "name"]);
+        let rs = c.ok(&["get", "rs", "-l", "app=web", "-o", "name"]);
         assert_eq!(rs.lines().count(), 1, "{rs}");
         assert!(
             rs.trim().starts_with("replicaset.apps/web-"),
@@ -166,22 +101,16 @@ async fn the_seed_sequence_with_real_kubectl() {
         );
 
         // set image: a rolling update to b.
-        ok(
-            &c,
-            &[
-                "annotate",
-                "deployment/web",
-                "kubernetes.io/change-cause=to b",
-            ],
-        );
-        ok(&c, &["set", "image", "deployment/web", "busybox=busybox:b"]);
-        let out = ok(
-            &c,
-            &["rollout", "status", "deployment/web", "--timeout=30s"],
-        );
+        c.ok(&[
+            "annotate",
+            "deployment/web",
+            "kubernetes.io/change-cause=to b",
+        ]);
+        c.ok(&["set", "image", "deployment/web", "busybox=busybox:b"]);
+        let out = c.ok(&["rollout", "status", "deployment/web", "--timeout=30s"]);
         assert!(out.contains("successfully rolled out"), "{out}");
-        wait(&c, "only b pods", || images(&c) == vec!["busybox:b"; 3]);
-        let history = ok(&c, &["rollout", "history", "deployment/web"]);
+        c.wait("only b pods", || images(&c) == vec!["busybox:b"; 3]);
+        let history = c.ok(&["rollout", "history", "deployment/web"]);
         let rows: Vec<&str> = history
             .lines()
             .filter(|l| l.starts_with(|ch: char| ch.is_ascii_digit()))
@@ -191,72 +120,51 @@ async fn the_seed_sequence_with_real_kubectl() {
             rows[1].starts_with('2') && rows[1].contains("to b"),
             "{history}"
         );
-        let rev2 = ok(
-            &c,
-            &["rollout", "history", "deployment/web", "--revision=2"],
-        );
+        let rev2 = c.ok(&["rollout", "history", "deployment/web", "--revision=2"]);
         assert!(rev2.contains("busybox:b"), "{rev2}");
 
         // undo: back to a, as revision 3.
-        ok(&c, &["rollout", "undo", "deployment/web"]);
-        ok(
-            &c,
-            &["rollout", "status", "deployment/web", "--timeout=30s"],
-        );
-        wait(&c, "only a pods again", || {
-            images(&c) == vec!["busybox:a"; 3]
-        });
-        let rev = ok(
-            &c,
-            &[
-                "get",
-                "deployment",
-                "web",
-                "-o",
-                "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}",
-            ],
-        );
+        c.ok(&["rollout", "undo", "deployment/web"]);
+        c.ok(&["rollout", "status", "deployment/web", "--timeout=30s"]);
+        c.wait("only a pods again", || images(&c) == vec!["busybox:a"; 3]);
+        let rev = c.ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}",
+        ]);
         assert_eq!(rev, "3");
         // undo --to-revision=2: b again.
-        ok(
-            &c,
-            &["rollout", "undo", "deployment/web", "--to-revision=2"],
-        );
-        ok(
-            &c,
-            &["rollout", "status", "deployment/web", "--timeout=30s"],
-        );
-        wait(&c, "b pods again", || images(&c) == vec!["busybox:b"; 3]);
+        c.ok(&["rollout", "undo", "deployment/web", "--to-revision=2"]);
+        c.ok(&["rollout", "status", "deployment/web", "--timeout=30s"]);
+        c.wait("b pods again", || images(&c) == vec!["busybox:b"; 3]);
 
         // pause: changes pile up without a rollout; resume rolls them out at once.
-        ok(&c, &["rollout", "pause", "deployment/web"]);
-        ok(&c, &["set", "image", "deployment/web", "busybox=busybox:c"]);
-        ok(
-            &c,
-            &["set", "resources", "deployment/web", "--limits=cpu=200m"],
-        );
+        c.ok(&["rollout", "pause", "deployment/web"]);
+        c.ok(&["set", "image", "deployment/web", "busybox=busybox:c"]);
+        c.ok(&["set", "resources", "deployment/web", "--limits=cpu=200m"]);
         std::thread::sleep(Duration::from_millis(500));
         assert_eq!(images(&c), vec!["busybox:b"; 3], "no rollout while paused");
-        let rs_before = ok(&c, &["get", "rs", "-l", "app=web", "-o", "name"])
+        let rs_before = c
+            .ok(&["get", "rs", "-l", "app=web", "-o", "name"])
             .lines()
             .count();
-        ok(&c, &["rollout", "resume", "deployment/web"]);
-        ok(
-            &c,
-            &["rollout", "status", "deployment/web", "--timeout=30s"],
-        );
-        wait(&c, "c pods", || images(&c) == vec!["busybox:c"; 3]);
-        let rs_after = ok(&c, &["get", "rs", "-l", "app=web", "-o", "name"])
+        c.ok(&["rollout", "resume", "deployment/web"]);
+        c.ok(&["rollout", "status", "deployment/web", "--timeout=30s"]);
+        c.wait("c pods", || images(&c) == vec!["busybox:c"; 3]);
+        let rs_after = c
+            .ok(&["get", "rs", "-l", "app=web", "-o", "name"])
             .lines()
             .count();
         assert_eq!(rs_after, rs_before + 1, "one rollout for both changes");
 
         // scale.
-        ok(&c, &["scale", "deployment", "web", "--replicas=5"]);
-        wait(&c, "5 pods", || images(&c).len() == 5);
-        let ready = ok(&c, &["get", "deployment", "web", "--no-headers"]);
-        wait(&c, "5/5", || {
-            ok(&c, &["get", "deployment", "web", "--no-headers"])
+        c.ok(&["scale", "deployment", "web", "--replicas=5"]);
+        c.wait("5 pods", || images(&c).len() == 5);
+        let ready = c.ok(&["get", "deployment", "web", "--no-headers"]);
+        c.wait("5/5", || {
+            c.ok(&["get", "deployment", "web", "--no-headers"])
                 .split_whitespace()
                 .nth(1)
                 == Some("5/5")
@@ -264,23 +172,20 @@ async fn the_seed_sequence_with_real_kubectl() {
         let _ = ready;
 
         // restart: a new ReplicaSet with the same image.
-        ok(&c, &["rollout", "restart", "deployment/web"]);
-        let out = ok(
-            &c,
-            &["rollout", "status", "deployment/web", "--timeout=30s"],
-        );
+        c.ok(&["rollout", "restart", "deployment/web"]);
+        let out = c.ok(&["rollout", "status", "deployment/web", "--timeout=30s"]);
         assert!(out.contains("successfully rolled out"), "{out}");
         assert_eq!(
-            ok(&c, &["get", "rs", "-l", "app=web", "-o", "name"])
+            c.ok(&["get", "rs", "-l", "app=web", "-o", "name"])
                 .lines()
                 .count(),
             rs_after + 1
         );
 
         // delete: the ReplicaSets and pods go with it.
-        ok(&c, &["delete", "deployment", "web"]);
-        wait(&c, "everything collected", || {
-            ok(&c, &["get", "rs,pods", "-l", "app=web", "-o", "name"])
+        c.ok(&["delete", "deployment", "web"]);
+        c.wait("everything collected", || {
+            c.ok(&["get", "rs,pods", "-l", "app=web", "-o", "name"])
                 .trim()
                 .is_empty()
         });

@@ -8,57 +8,18 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use std::time::Duration;
 
-struct Cluster {
-    client: kube::Client,
-    _stop: tokio::sync::watch::Sender<bool>,
-    running: Option<skiff_apiserver::Running>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.running.take();
-    }
-}
+mod support;
+use support::{Cluster, eventually};
 
 async fn cluster() -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = skiff_apiserver::Config::new(dir.path());
-    c.port = 0;
-    let running =
-        skiff_apiserver::start_with_store(c, std::sync::Arc::new(skiff_store::MemoryStore::new()))
-            .await
-            .unwrap();
-    let client = kube::Client::new(
-        skiff_apiserver::inproc::InProcess(running.server.clone()),
-        "default",
-    );
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    tokio::spawn(skiff_controllers::replicaset::run(
-        client.clone(),
-        shutdown.clone(),
-    ));
-    tokio::spawn(skiff_controllers::gc::run(client.clone(), shutdown));
-    Cluster {
-        client,
-        _stop: stop,
-        running: Some(running),
-        _dir: dir,
-    }
-}
-
-async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    Cluster::start("rs,pods", |client, shutdown| {
+        tokio::spawn(skiff_controllers::replicaset::run(
+            client.clone(),
+            shutdown.clone(),
+        ));
+        tokio::spawn(skiff_controllers::gc::run(client.clone(), shutdown.clone()));
+    })
+    .await
 }
 
 fn rs(name: &str, replicas: i32) -> ReplicaSet {
