@@ -17,6 +17,13 @@ pub(crate) struct Cache<K> {
     pub(crate) synced: bool,
 }
 
+/// Whether `a` is a later version than `b` (resourceVersions are revisions of
+/// one store, so they compare as numbers; anything else counts as not newer).
+fn newer(a: &ObjectMeta, b: &ObjectMeta) -> bool {
+    let rv = |m: &ObjectMeta| m.resource_version.as_deref()?.parse::<u64>().ok();
+    matches!((rv(a), rv(b)), (Some(x), Some(y)) if x > y)
+}
+
 impl<K: Metadata<Ty = ObjectMeta>> Cache<K> {
     pub(crate) fn new() -> Self {
         Self {
@@ -36,9 +43,18 @@ impl<K: Metadata<Ty = ObjectMeta>> Cache<K> {
         self.items.get(key).map(|o| &**o)
     }
 
-    /// Puts an object in (e.g. as a write returned it).
+    /// Puts an object in (e.g. as a write returned it), unless the cache
+    /// already holds a newer version.
     pub(crate) fn put(&mut self, o: K) {
-        self.items.insert(crate::key_of(o.metadata()), Arc::new(o));
+        let k = crate::key_of(o.metadata());
+        if self
+            .items
+            .get(&k)
+            .is_some_and(|cur| newer(cur.metadata(), o.metadata()))
+        {
+            return;
+        }
+        self.items.insert(k, Arc::new(o));
     }
 
     /// Applies one watch event (objects owned or shared); true when the cache changed.
@@ -46,7 +62,18 @@ impl<K: Metadata<Ty = ObjectMeta>> Cache<K> {
         match ev {
             watcher::Event::Apply(o) => {
                 let o = o.into();
-                self.items.insert(crate::key_of(o.metadata()), o);
+                let k = crate::key_of(o.metadata());
+                // A controller puts the objects its writes return; a watch that
+                // lags may deliver older versions of them afterwards, which must
+                // not take the cache back in time.
+                if self
+                    .items
+                    .get(&k)
+                    .is_some_and(|cur| newer(cur.metadata(), o.metadata()))
+                {
+                    return false;
+                }
+                self.items.insert(k, o);
                 true
             }
             watcher::Event::Delete(o) => {
@@ -79,5 +106,37 @@ impl<K: Metadata<Ty = ObjectMeta>> Cache<K> {
                 true
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    fn cm(rv: &str, v: &str) -> ConfigMap {
+        serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "c", "namespace": "n",
+            "resourceVersion": rv}, "data": {"v": v}}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_lagging_watch_never_takes_the_cache_back_in_time() {
+        let mut c: Cache<ConfigMap> = Cache::new();
+        c.apply(watcher::Event::Apply(cm("5", "five")));
+        c.put(cm("9", "nine")); // a write's response
+        assert!(
+            !c.apply(watcher::Event::Apply(cm("7", "seven"))),
+            "older event ignored"
+        );
+        assert_eq!(c.get("n/c").unwrap().data.as_ref().unwrap()["v"], "nine");
+        c.put(cm("8", "eight"));
+        assert_eq!(c.get("n/c").unwrap().data.as_ref().unwrap()["v"], "nine");
+        assert!(c.apply(watcher::Event::Apply(cm("10", "ten"))));
+        assert_eq!(c.get("n/c").unwrap().data.as_ref().unwrap()["v"], "ten");
+        assert!(c.apply(watcher::Event::Delete(cm("11", "ten"))));
+        assert!(c.get("n/c").is_none());
     }
 }
