@@ -15,6 +15,15 @@
 //!   process holds the Deployment and ReplicaSet controllers (and the API
 //!   server and scheduler they drive), and of the sim.
 //!
+//! With `--runc-scale` it measures a scale instead, on real containers: a
+//! `skiff server` with its embedded agent (root, runc; the busybox image
+//! built by `scripts/build-busybox-image.sh` from the host's busybox and
+//! imported), a 10-replica Deployment running `sleep 3600` scaled with
+//! `kubectl scale` to 100 (timed until `kubectl rollout status` would say
+//! rolled out: 100 Running and Ready) and back to 10 (timed until 90 pods
+//! are gone from the API, i.e. their containers stopped and the kubelet
+//! confirmed the deletions).
+//!
 //! Baseline: none measured here (see `bench/README.md`).
 //!
 //! Every process it starts is killed and every temp dir removed when it ends,
@@ -43,10 +52,11 @@ struct Opts {
     sim_concurrency: usize,
     cpu_request: String,
     memory_request: String,
+    runc_scale: bool,
 }
 
 const USAGE: &str = "usage: skiff-bench-rollout [--skiff PATH] [--kubectl PATH] [--nodes N] [--replicas R] \
-     [--runs K] [--timeout S] [--sim-concurrency N] [--cpu-request Q] [--memory-request Q]";
+     [--runs K] [--timeout S] [--sim-concurrency N] [--cpu-request Q] [--memory-request Q] [--runc-scale]";
 
 impl Opts {
     fn parse(args: &[String], default_skiff: PathBuf) -> Result<Opts> {
@@ -60,12 +70,17 @@ impl Opts {
             sim_concurrency: 128,
             cpu_request: "10m".into(),
             memory_request: "16Mi".into(),
+            runc_scale: false,
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
             if flag == "-h" || flag == "--help" {
                 println!("{USAGE}");
                 std::process::exit(0);
+            }
+            if flag == "--runc-scale" {
+                o.runc_scale = true;
+                continue;
             }
             let value = it.next().with_context(|| format!("{flag} needs a value"))?;
             let num = || -> Result<usize> {
@@ -518,11 +533,199 @@ async fn run(opts: Opts) -> Result<()> {
             opts.skiff.display()
         );
     }
-    println!(
-        "skiff-bench-rollout: a {}-replica Deployment (requests cpu {}, memory {}) on {} hollow nodes, {} rollout(s)",
-        opts.replicas, opts.cpu_request, opts.memory_request, opts.nodes, opts.runs
+    if opts.runc_scale {
+        println!(
+            "skiff-bench-rollout --runc-scale: a Deployment of busybox `sleep 3600` scaled 10 → 100 → 10 on real runc (one node: the server's embedded agent)"
+        );
+        runc_scale(&opts).await
+    } else {
+        println!(
+            "skiff-bench-rollout: a {}-replica Deployment (requests cpu {}, memory {}) on {} hollow nodes, {} rollout(s)",
+            opts.replicas, opts.cpu_request, opts.memory_request, opts.nodes, opts.runs
+        );
+        hollow(&opts).await
+    }
+}
+
+// --------------------------------------------------------------- runc
+
+/// The 10→100→10 scale on real runc containers.
+async fn runc_scale(opts: &Opts) -> Result<()> {
+    let script = Path::new("scripts/build-busybox-image.sh");
+    if !script.exists() {
+        bail!(
+            "run from the repository root ({} not found)",
+            script.display()
+        );
+    }
+    let dir = TempDir::new()?;
+    // A private copy of skiff: the shims run the same file, which a build must not replace.
+    let skiff = dir.0.join("skiff");
+    std::fs::copy(&opts.skiff, &skiff).context("copying skiff")?;
+    let image = dir.0.join("busybox.tar");
+    let st = Command::new("bash")
+        .arg(script)
+        .arg(&image)
+        .stdout(Stdio::null())
+        .status()?;
+    if !st.success() {
+        bail!("{} failed", script.display());
+    }
+    let st = Command::new(&skiff)
+        .args(["image", "import"])
+        .arg(&image)
+        .arg("--data-dir")
+        .arg(dir.0.join("data"))
+        .stdout(Stdio::null())
+        .status()?;
+    if !st.success() {
+        bail!("skiff image import failed");
+    }
+    let (mut server, client, _) = start_server(&skiff, &dir.0, &[]).await?;
+    let kubeconfig = dir.0.join("data/kubeconfig.yaml");
+    let result = scale_phases(opts, &client, &dir.0.join("data"), &mut server).await;
+    // Leave nothing running: delete the pods, let the agent stop them, then stop the server.
+    let _ = kubectl(
+        opts,
+        &kubeconfig,
+        &["delete", "deployment", NAME, "--wait=false"],
     );
-    hollow(&opts).await
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::default_namespaced(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        match pods.list(&Default::default()).await {
+            Ok(l) if l.items.is_empty() => break,
+            Err(_) => break,
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+    server.stop(Duration::from_secs(30));
+    result
+}
+
+async fn scale_phases(
+    opts: &Opts,
+    client: &kube::Client,
+    data: &Path,
+    server: &mut Proc,
+) -> Result<()> {
+    let kubeconfig = &data.join("kubeconfig.yaml");
+    // Node Ready.
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = nodes
+            .list(&Default::default())
+            .await?
+            .items
+            .iter()
+            .any(|n| {
+                n.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            });
+        if ready {
+            break;
+        }
+        server.check_alive("skiff server")?;
+        if Instant::now() > deadline {
+            bail!("the embedded node is not Ready within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let api: Api<Deployment> = Api::default_namespaced(client.clone());
+    let mut d = deployment_json(10, "1m", "4Mi");
+    d["spec"]["template"]["spec"]["containers"][0]["image"] = "busybox:latest".into();
+    d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = "IfNotPresent".into();
+    d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 1.into();
+    api.create(&PostParams::default(), &serde_json::from_value(d)?)
+        .await?;
+    let timeout = Duration::from_secs(opts.timeout_s);
+    let t0 = Instant::now();
+    wait_rolled_out(&api, &mut [(server, "skiff server")], timeout).await?;
+    println!(
+        "  10 replicas Running and Ready {:.2} s after the create",
+        t0.elapsed().as_secs_f64()
+    );
+
+    let cpu0 = cpu_s(server.pid());
+    let t0 = Instant::now();
+    kubectl(
+        opts,
+        kubeconfig,
+        &["scale", &format!("deployment/{NAME}"), "--replicas=100"],
+    )?;
+    wait_rolled_out(&api, &mut [(server, "skiff server")], timeout).await?;
+    let up_s = t0.elapsed().as_secs_f64();
+    let up_cpu = cpu_s(server.pid()) - cpu0;
+    println!(
+        "  scale 10 → 100: {up_s:.2} s to 100 Running and Ready ({:.1} pods/s); server CPU {up_cpu:.2} s (its embedded agent included)",
+        90.0 / up_s
+    );
+
+    // What runs is real: 100 pods Running and Ready, and as many runc containers.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::default_namespaced(client.clone());
+    let ready = pods
+        .list(&Default::default())
+        .await?
+        .items
+        .iter()
+        .filter(|p| {
+            p.status.as_ref().is_some_and(|s| {
+                s.phase.as_deref() == Some("Running")
+                    && s.conditions
+                        .iter()
+                        .flatten()
+                        .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+        })
+        .count();
+    let runc = Command::new("runc")
+        .arg("--root")
+        .arg(data.join("agent/containers/runc"))
+        .args(["list", "-q"])
+        .output()?;
+    let containers = String::from_utf8_lossy(&runc.stdout).lines().count();
+    println!("  after the scale up: {ready} pods Running and Ready, {containers} runc containers");
+    if ready != 100 || containers < 100 {
+        bail!("expected 100 Ready pods with a runc container each");
+    }
+    let cpu0 = cpu_s(server.pid());
+    let t0 = Instant::now();
+    kubectl(
+        opts,
+        kubeconfig,
+        &["scale", &format!("deployment/{NAME}"), "--replicas=10"],
+    )?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let n = pods.list(&Default::default()).await?.items.len();
+        if n <= 10 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{n} pods still there {} s after the scale to 10",
+                timeout.as_secs()
+            );
+        }
+        server.check_alive("skiff server")?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let down_s = t0.elapsed().as_secs_f64();
+    let down_cpu = cpu_s(server.pid()) - cpu0;
+    println!(
+        "  scale 100 → 10: {down_s:.2} s until 90 pods are gone ({:.1} pods/s); server CPU {down_cpu:.2} s",
+        90.0 / down_s
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "machine cores={cores} mode=runc-scale up_s={up_s:.2} up_pods_per_s={:.1} up_server_cpu_s={up_cpu:.2} down_s={down_s:.2} down_pods_per_s={:.1} down_server_cpu_s={down_cpu:.2}",
+        90.0 / up_s,
+        90.0 / down_s
+    );
+    Ok(())
 }
 
 fn main() -> Result<()> {
