@@ -451,16 +451,11 @@ async fn recreate_never_runs_old_and_new_pods_together() {
 }
 
 /// Once `kubectl rollout status` would say "successfully rolled out", the
-/// Deployment's status stays complete: nothing changes any more.
-///
-/// Ignored: it fails today. The Deployment controller keeps rewriting the
-/// status for a second or more after completion with stale figures (seen:
-/// 100/100/100 → 52/52/47 → 100/100/100 → 142/100/142, i.e. replicas /
-/// updatedReplicas / availableReplicas, availableReplicas above replicas),
-/// while no ReplicaSet changes: its ReplicaSet cache lags behind the watch
-/// and mixes fresh write responses with older watch events.
+/// Deployment's status stays complete: nothing changes any more. (It used to
+/// flap for a second or more with stale figures, e.g. 100/100/100 → 52/52/47
+/// → 142/100/142, when a lagging watch took the controller's ReplicaSet cache
+/// back behind the versions its own writes had returned.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "Deployment controller bug: status regresses after completion"]
 async fn status_stays_complete_after_the_rollout() {
     let seen = roll("settle", 100, json!({}), |_| Ok(())).await;
     assert!(
