@@ -24,42 +24,23 @@ use std::time::{Duration, Instant};
 /// The node every pod is placed on (no Node object: nothing checks it).
 const NODE: &str = "stand-in";
 
-struct Cluster {
-    client: kube::Client,
-    _stop: tokio::sync::watch::Sender<bool>,
-    _running: skiff_apiserver::Running,
-    _dir: tempfile::TempDir,
-}
+mod support;
+use support::Cluster;
 
 async fn cluster() -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = skiff_apiserver::Config::new(dir.path());
-    c.port = 0;
-    let running =
-        skiff_apiserver::start_with_store(c, std::sync::Arc::new(skiff_store::MemoryStore::new()))
-            .await
-            .unwrap();
-    let client = kube::Client::new(
-        skiff_apiserver::inproc::InProcess(running.server.clone()),
-        "default",
-    );
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    tokio::spawn(skiff_controllers::replicaset::run(
-        client.clone(),
-        shutdown.clone(),
-    ));
-    tokio::spawn(skiff_controllers::deployment::run(
-        client.clone(),
-        shutdown.clone(),
-    ));
-    tokio::spawn(skiff_controllers::gc::run(client.clone(), shutdown));
-    tokio::spawn(stand_in_kubelet(client.clone()));
-    Cluster {
-        client,
-        _stop: stop,
-        _running: running,
-        _dir: dir,
-    }
+    Cluster::start("deploy,rs,pods", |client, shutdown| {
+        tokio::spawn(skiff_controllers::replicaset::run(
+            client.clone(),
+            shutdown.clone(),
+        ));
+        tokio::spawn(skiff_controllers::deployment::run(
+            client.clone(),
+            shutdown.clone(),
+        ));
+        tokio::spawn(skiff_controllers::gc::run(client.clone(), shutdown.clone()));
+        tokio::spawn(stand_in_kubelet(client.clone()));
+    })
+    .await
 }
 
 /// A delay of 0–39 ms derived from a pod's name and what is done to it, so
