@@ -898,38 +898,31 @@ async fn sync(
                 .is_some_and(|o| o.iter().any(|o| o.controller == Some(true) && o.uid == uid))
         })
         .collect();
-    // Pods of old ReplicaSets that have not finished (Recreate waits for them).
-    let plan_first = plan(d, &owned, 0, Timestamp::now());
-    let new_name = plan_first
-        .create
-        .as_ref()
-        .and_then(|c| c["metadata"]["name"].as_str().map(str::to_string));
-    let old_uids: HashSet<&str> = owned
-        .iter()
-        .filter(|rs| {
-            Some(rs.metadata.name.clone().unwrap_or_default()) != new_name
-                && template_without_hash(&template_of_rs(rs))
-                    != template_without_hash(&template_of_deployment(d))
-        })
-        .filter_map(|rs| rs.metadata.uid.as_deref())
-        .collect();
-    let old_running = pods
-        .values()
-        .filter(|p| {
-            p.metadata
-                .owner_references
-                .as_ref()
-                .is_some_and(|o| o.iter().any(|o| old_uids.contains(o.uid.as_str())))
-                && !matches!(
-                    p.status.as_ref().and_then(|s| s.phase.as_deref()),
-                    Some("Succeeded" | "Failed")
-                )
-        })
-        .count();
+    // Recreate waits until the pods of old ReplicaSets have finished; only
+    // then is it worth counting them.
     let plan = if is_recreate(d) {
+        let wanted = template_without_hash(&template_of_deployment(d));
+        let old_uids: HashSet<&str> = owned
+            .iter()
+            .filter(|rs| template_without_hash(&template_of_rs(rs)) != wanted)
+            .filter_map(|rs| rs.metadata.uid.as_deref())
+            .collect();
+        let old_running = pods
+            .values()
+            .filter(|p| {
+                p.metadata
+                    .owner_references
+                    .as_ref()
+                    .is_some_and(|o| o.iter().any(|o| old_uids.contains(o.uid.as_str())))
+                    && !matches!(
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                        Some("Succeeded" | "Failed")
+                    )
+            })
+            .count();
         plan(d, &owned, old_running, Timestamp::now())
     } else {
-        plan_first
+        plan(d, &owned, 0, Timestamp::now())
     };
 
     let about = Involved {

@@ -294,6 +294,96 @@ fn conditions(rs: &ReplicaSet, failure: Option<(&str, &str)>) -> Value {
     Value::Array(out)
 }
 
+/// The pods, indexed by controller uid (`""` for pods without a controller),
+/// so a sync looks only at its own pods and the orphans, not at every pod.
+struct Pods {
+    cache: Cache<Pod>,
+    by_owner: HashMap<String, HashSet<String>>,
+}
+
+fn owner_key(p: &Pod) -> String {
+    controller_of(p)
+        .map(|(uid, _)| uid.to_string())
+        .unwrap_or_default()
+}
+
+impl Pods {
+    fn new() -> Self {
+        Self {
+            cache: Cache::new(),
+            by_owner: HashMap::new(),
+        }
+    }
+
+    fn unindex(&mut self, key: &str) {
+        if let Some(old) = self.cache.get(key) {
+            let owner = owner_key(old);
+            if let Some(set) = self.by_owner.get_mut(&owner) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.by_owner.remove(&owner);
+                }
+            }
+        }
+    }
+
+    fn index(&mut self, key: &str) {
+        if let Some(now) = self.cache.get(key) {
+            let owner = owner_key(now);
+            self.by_owner
+                .entry(owner)
+                .or_default()
+                .insert(key.to_string());
+        }
+    }
+
+    fn apply(&mut self, ev: watcher::Event<std::sync::Arc<Pod>>) {
+        let key = match &ev {
+            watcher::Event::Apply(p) | watcher::Event::Delete(p) => {
+                Some(crate::key_of(&p.metadata))
+            }
+            _ => None,
+        };
+        let relisted = matches!(ev, watcher::Event::InitDone);
+        if let Some(k) = &key {
+            self.unindex(k);
+        }
+        self.cache.apply(ev);
+        if let Some(k) = &key {
+            self.index(k);
+        }
+        if relisted {
+            self.by_owner.clear();
+            let keys: Vec<String> = self.cache.items.keys().cloned().collect();
+            for k in keys {
+                self.index(&k);
+            }
+        }
+    }
+
+    fn put(&mut self, p: Pod) {
+        let key = crate::key_of(&p.metadata);
+        self.unindex(&key);
+        self.cache.put(p);
+        self.index(&key);
+    }
+
+    fn get(&self, key: &str) -> Option<&Pod> {
+        self.cache.get(key)
+    }
+
+    /// The pods a ReplicaSet may own in `ns`: its own and the orphans.
+    fn candidates(&self, rs_uid: &str, ns: &str) -> Vec<&Pod> {
+        [rs_uid, ""]
+            .iter()
+            .filter_map(|o| self.by_owner.get(*o))
+            .flatten()
+            .filter_map(|k| self.cache.get(k))
+            .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
+            .collect()
+    }
+}
+
 /// Pods created or deleted but not yet seen so by the watch, per ReplicaSet.
 #[derive(Default)]
 struct Expectations {
@@ -327,7 +417,7 @@ pub async fn run_with_pods(
     .boxed();
     let mut pod_stream = pods_in;
     let mut sets: Cache<ReplicaSet> = Cache::new();
-    let mut pods: Cache<Pod> = Cache::new();
+    let mut pods = Pods::new();
     let mut dirty: HashSet<String> = HashSet::new();
     let mut expect = Expectations::default();
     let mut resync = tokio::time::interval(Duration::from_secs(1));
@@ -375,7 +465,7 @@ pub async fn run_with_pods(
                 }
             }
         }
-        if !sets.synced || !pods.synced {
+        if !sets.synced || !pods.cache.synced {
             continue;
         }
         for key in std::mem::take(&mut dirty) {
@@ -431,7 +521,7 @@ async fn sync(
     client: &kube::Client,
     rs: &ReplicaSet,
     key: &str,
-    pods: &mut Cache<Pod>,
+    pods: &mut Pods,
     expect: &mut Expectations,
 ) {
     let ns = rs.metadata.namespace.clone().unwrap_or_default();
@@ -439,8 +529,8 @@ async fn sync(
     let creating = expect.creating.entry(key.to_string()).or_default().clone();
     let deleting = expect.deleting.entry(key.to_string()).or_default().clone();
     let in_ns: Vec<&Pod> = pods
-        .values()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
+        .candidates(rs.metadata.uid.as_deref().unwrap_or(""), &ns)
+        .into_iter()
         // A pod we asked to delete counts as gone until the watch agrees.
         .filter(|p| !deleting.contains(p.metadata.uid.as_deref().unwrap_or("")))
         .collect();
@@ -470,7 +560,6 @@ async fn sync(
     }
     for p in &plan.release {
         let keep: Vec<Value> = pods
-            .items
             .get(&format!("{ns}/{p}"))
             .and_then(|p| p.metadata.owner_references.clone())
             .unwrap_or_default()
@@ -545,7 +634,6 @@ async fn sync(
 
     for p in &plan.delete {
         let uid = pods
-            .items
             .get(&format!("{ns}/{p}"))
             .and_then(|p| p.metadata.uid.clone())
             .unwrap_or_default();
