@@ -11,7 +11,7 @@
 
 use crate::cache::Cache;
 use crate::events::{Involved, record};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
@@ -443,11 +443,12 @@ pub async fn run_with_pods(
             },
             ev = pod_stream.next() => match ev {
                 Some(Ok(ev)) => {
-                    if let watcher::Event::Apply(p) | watcher::Event::Delete(p) = &ev {
-                        let gone = matches!(ev, watcher::Event::Delete(_)) || p.metadata.deletion_timestamp.is_some();
-                        note_pod(&sets, &mut expect, &mut dirty, p, gone);
+                    on_pod_event(&sets, &mut expect, &mut dirty, &mut pods, ev);
+                    // Take every pod event already waiting before syncing, so a
+                    // burst of events costs one sync per ReplicaSet, not one each.
+                    while let Some(Some(Ok(ev))) = pod_stream.next().now_or_never() {
+                        on_pod_event(&sets, &mut expect, &mut dirty, &mut pods, ev);
                     }
-                    pods.apply(ev);
                 }
                 Some(Err(e)) => {
                     tracing::warn!("replicaset controller: pod watch: {e}");
@@ -477,6 +478,23 @@ pub async fn run_with_pods(
             sync(&client, &rs, &key, &mut pods, &mut expect).await;
         }
     }
+}
+
+/// Applies one pod event: books it against the expectations, marks the
+/// ReplicaSets it concerns and updates the pods.
+fn on_pod_event(
+    sets: &Cache<ReplicaSet>,
+    expect: &mut Expectations,
+    dirty: &mut HashSet<String>,
+    pods: &mut Pods,
+    ev: watcher::Event<std::sync::Arc<Pod>>,
+) {
+    if let watcher::Event::Apply(p) | watcher::Event::Delete(p) = &ev {
+        let gone =
+            matches!(ev, watcher::Event::Delete(_)) || p.metadata.deletion_timestamp.is_some();
+        note_pod(sets, expect, dirty, p, gone);
+    }
+    pods.apply(ev);
 }
 
 /// Books a pod event against the expectations and marks the ReplicaSets it concerns.
