@@ -384,9 +384,10 @@ async fn default_rolling_update_stays_within_25_percent_surge_and_unavailability
         Ok(())
     })
     .await;
-    // The surge and the unavailability were used, so the bounds were tested.
+    // The surge was used, so the upper bound was tested. (Whether Ready dips
+    // below 100 depends on how fast the stand-in kubelet readies pods: old
+    // pods only go as new ones become available, so it need not.)
     assert!(seen.max_live > 100, "{seen:?}");
-    assert!(seen.min_ready < 100, "{seen:?}");
     assert!(seen.max_both > 0, "old and new pods side by side: {seen:?}");
 }
 
