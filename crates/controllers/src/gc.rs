@@ -452,7 +452,13 @@ async fn carry_out(client: &kube::Client, item: &Item, action: Action) -> bool {
                            "blockOwnerDeletion": o.block})
                 })
                 .collect();
-            patch(client, path, json!({"metadata": {"ownerReferences": keep}})).await
+            // No references left: the field goes, as Kubernetes' objects omit an empty list.
+            let refs = if keep.is_empty() {
+                Value::Null
+            } else {
+                Value::Array(keep)
+            };
+            patch(client, path, json!({"metadata": {"ownerReferences": refs}})).await
         }
         Action::RemoveFinalizer(f) => {
             let keep: Vec<&String> = item.finalizers.iter().filter(|x| *x != f).collect();

@@ -585,7 +585,12 @@ async fn sync(
             .filter(|o| o.uid != rs.metadata.uid.clone().unwrap_or_default())
             .map(|o| serde_json::to_value(o).unwrap_or(Value::Null))
             .collect();
-        let patch = json!({"metadata": {"ownerReferences": keep}});
+        let refs = if keep.is_empty() {
+            Value::Null
+        } else {
+            Value::Array(keep)
+        };
+        let patch = json!({"metadata": {"ownerReferences": refs}});
         if let Ok(updated) = api
             .patch(p, &PatchParams::default(), &Patch::Merge(&patch))
             .await

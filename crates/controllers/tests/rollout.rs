@@ -189,6 +189,37 @@ async fn the_seed_sequence_with_real_kubectl() {
                 .trim()
                 .is_empty()
         });
+
+        // --cascade=orphan: the Deployment goes, its ReplicaSet and pods stay, unowned.
+        c.ok(&[
+            "create",
+            "deployment",
+            "keep",
+            "--image=busybox:a",
+            "--replicas=2",
+        ]);
+        c.ok(&["rollout", "status", "deployment/keep", "--timeout=30s"]);
+        c.ok(&["delete", "deployment", "keep", "--cascade=orphan"]);
+        c.wait("the orphaned ReplicaSet unowned", || {
+            let owners = c.ok(&[
+                "get",
+                "rs",
+                "-l",
+                "app=keep",
+                "-o",
+                "jsonpath={.items[*].metadata.ownerReferences}",
+            ]);
+            !c.kubectl(&["get", "deployment", "keep"]).0 && owners.trim().is_empty()
+        });
+        let pods = c.ok(&["get", "pods", "-l", "app=keep", "-o", "name"]);
+        assert_eq!(pods.lines().count(), 2, "orphaned pods stay: {pods}");
+        // --cascade=foreground on the ReplicaSet: its pods go first, then it.
+        c.ok(&["delete", "rs", "-l", "app=keep", "--cascade=foreground"]);
+        c.wait("foreground deletion done", || {
+            c.ok(&["get", "rs,pods", "-l", "app=keep", "-o", "name"])
+                .trim()
+                .is_empty()
+        });
     })
     .await
     .unwrap();
