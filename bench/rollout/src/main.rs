@@ -32,9 +32,9 @@
 use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, PostParams};
+use skiff_bench_common::{Proc, TempDir, cpu_s, free_port, kube_client, median};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The Deployment's name (namespace `default`).
@@ -111,35 +111,6 @@ impl Opts {
 
 // ---------------------------------------------------------------- helpers
 
-/// The median of samples (mean of the middle two for an even count).
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-/// User + system CPU time in clock ticks from the text of `/proc/PID/stat`.
-fn parse_cpu_ticks(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-}
-
-/// CPU time used so far by `pid`, in seconds (USER_HZ = 100).
-fn cpu_s(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| parse_cpu_ticks(&s))
-        .map_or(f64::NAN, |t| t as f64 / 100.0)
-}
-
 /// Whether the sim's log says all its nodes are registered and Ready.
 fn sim_ready(log: &str) -> bool {
     log.lines()
@@ -167,111 +138,6 @@ fn rollout_done(d: &Deployment) -> Result<bool> {
     Ok(updated >= want
         && s.replicas.unwrap_or(0) <= updated
         && s.available_replicas.unwrap_or(0) >= updated)
-}
-
-/// A directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Result<TempDir> {
-        static SEQ: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "skiff-bench-rollout-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
-        Ok(TempDir(p))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A child process, killed on drop.
-struct Proc {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command, log: PathBuf) -> Result<Proc> {
-        let f = std::fs::File::create(&log)?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(f.try_clone()?)
-            .stderr(f)
-            .spawn()
-            .with_context(|| format!("spawning {:?}", cmd.get_program()))?;
-        Ok(Proc {
-            child: Some(child),
-            log,
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Fails with the log if the process has exited.
-    fn check_alive(&mut self, what: &str) -> Result<()> {
-        if let Some(c) = self.child.as_mut()
-            && let Some(st) = c.try_wait()?
-        {
-            bail!("{what} exited ({st}):\n{}", self.log_text());
-        }
-        Ok(())
-    }
-
-    /// SIGTERM, then SIGKILL after `grace`.
-    fn stop(&mut self, grace: Duration) {
-        let Some(mut c) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = c.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-async fn kube_client(kubeconfig: &Path) -> Result<kube::Client> {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
-    let config =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await?;
-    Ok(kube::Client::try_from(config)?)
-}
-
-fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
 }
 
 /// The Deployment: `replicas` busybox pods with small requests, RollingUpdate
@@ -399,7 +265,7 @@ struct Rollout {
 }
 
 async fn hollow(opts: &Opts) -> Result<()> {
-    let dir = TempDir::new()?;
+    let dir = TempDir::new(env!("CARGO_PKG_NAME"))?;
     let (mut server, client, port) =
         start_server(&opts.skiff, &dir.0, &["--disable-agent"]).await?;
     let kubeconfig = dir.0.join("data/kubeconfig.yaml");
@@ -558,7 +424,7 @@ async fn runc_scale(opts: &Opts) -> Result<()> {
             script.display()
         );
     }
-    let dir = TempDir::new()?;
+    let dir = TempDir::new(env!("CARGO_PKG_NAME"))?;
     // A private copy of skiff: the shims run the same file, which a build must not replace.
     let skiff = dir.0.join("skiff");
     std::fs::copy(&opts.skiff, &skiff).context("copying skiff")?;
@@ -757,20 +623,6 @@ fn main() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
-        assert!(median(vec![]).is_nan());
-    }
-
-    #[test]
-    fn cpu_ticks_from_proc_stat() {
-        let stat = "123 (sk iff) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20";
-        assert_eq!(parse_cpu_ticks(stat), Some(300));
-        assert_eq!(parse_cpu_ticks("garbage"), None);
-    }
 
     fn deploy(generation: i64, status: serde_json::Value) -> Deployment {
         serde_json::from_value(serde_json::json!({
