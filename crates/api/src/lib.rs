@@ -7,6 +7,7 @@
 //! - [`field`]: field errors with Kubernetes' paths and messages.
 //! - [`defaults`]: per-kind defaulting, as the Kubernetes apiserver applies it.
 //! - [`validation`]: per-kind validation returning field errors.
+//! - [`node_match`]: taints and tolerations, node selectors and node affinity terms.
 //! - [`strategic`]: strategic merge patch with Kubernetes' patch strategies and directives.
 //! - [`selector`]: label and field selectors.
 //! - [`printers`]: `kubectl get` table columns and rows, including the pod STATUS column.
@@ -18,6 +19,7 @@ pub mod convert;
 pub mod defaults;
 pub mod field;
 pub mod meta;
+pub mod node_match;
 pub mod printers;
 pub mod selector;
 pub mod strategic;

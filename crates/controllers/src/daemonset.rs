@@ -15,14 +15,14 @@
 
 use crate::cache::Cache;
 use crate::events::{Involved, record};
-use crate::node_lifecycle::tolerates;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
-use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, Pod, Taint, Toleration};
+use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
+use skiff_api::node_match::tolerates;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -84,66 +84,17 @@ fn spec_with_tolerations(ds: &DaemonSet) -> Value {
     spec
 }
 
-fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = r.values.as_deref().unwrap_or(&[]);
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), Some(bound)) = (
-                value.and_then(|v| v.parse::<i64>().ok()),
-                values.first().and_then(|b| b.parse::<i64>().ok()),
-            ) else {
-                return false;
-            };
-            if r.operator == "Gt" {
-                v > bound
-            } else {
-                v < bound
-            }
-        }
-        _ => false,
-    }
-}
-
-/// Whether a pod spec's node selector, required node affinity and `nodeName` admit the node.
+/// Whether a pod spec's `nodeName`, node selector and required node affinity admit the node.
 fn fits_node(spec: &k8s_openapi::api::core::v1::PodSpec, node: &Node) -> bool {
     let name = node.metadata.name.as_deref().unwrap_or("");
-    let labels = node.metadata.labels.clone().unwrap_or_default();
     if let Some(n) = spec.node_name.as_deref().filter(|n| !n.is_empty())
         && n != name
     {
         return false;
     }
-    if let Some(sel) = &spec.node_selector
-        && !sel.iter().all(|(k, v)| labels.get(k) == Some(v))
-    {
-        return false;
-    }
-    let Some(required) = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| {
-            n.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        })
-    else {
-        return true;
-    };
-    // Terms are ORed; the requirements of a term ANDed; an empty term matches nothing.
-    required.node_selector_terms.iter().any(|t| {
-        let exprs = t.match_expressions.as_deref().unwrap_or(&[]);
-        let fields = t.match_fields.as_deref().unwrap_or(&[]);
-        (!exprs.is_empty() || !fields.is_empty())
-            && exprs
-                .iter()
-                .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
-            && fields
-                .iter()
-                .all(|r| r.key == "metadata.name" && requirement_matches(r, Some(name)))
+    let labels = node.metadata.labels.as_ref();
+    skiff_api::node_match::selector_and_affinity_match(spec, name, |k| {
+        labels.and_then(|l| l.get(k)).map(String::as_str)
     })
 }
 

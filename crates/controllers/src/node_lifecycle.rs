@@ -381,22 +381,7 @@ pub struct PodPlan {
     pub eviction: Eviction,
 }
 
-/// Whether a toleration tolerates a taint (`ToleratesTaint`).
-pub fn tolerates(tol: &Toleration, taint: &Taint) -> bool {
-    let effect = tol.effect.as_deref().unwrap_or("");
-    if !effect.is_empty() && effect != taint.effect {
-        return false;
-    }
-    let key = tol.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match tol.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "" | "Equal" => tol.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-        _ => false,
-    }
-}
+pub use skiff_api::node_match::tolerates;
 
 /// The taint manager's decision for a pod on a node with these taints.
 pub fn taint_eviction(pod: &Pod, taints: &[Taint], now: Timestamp) -> Eviction {

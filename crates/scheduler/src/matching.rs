@@ -4,34 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{
-    NodeSelectorRequirement, NodeSelectorTerm, Pod, PodAffinityTerm, Taint, Toleration,
-};
+use k8s_openapi::api::core::v1::{NodeSelectorTerm, Pod, PodAffinityTerm, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as MetaSelector;
 use skiff_api::selector::LabelSelector;
 
 use crate::node_info::NodeInfo;
 
-/// Whether a toleration tolerates a taint: effects match (or the toleration
-/// has none), keys match (or the toleration's is empty), and `Exists` or an
-/// equal value.
-pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if let Some(e) = t.effect.as_deref().filter(|e| !e.is_empty())
-        && e != taint.effect
-    {
-        return false;
-    }
-    if let Some(k) = t.key.as_deref().filter(|k| !k.is_empty())
-        && k != taint.key
-    {
-        return false;
-    }
-    match t.operator.as_deref().unwrap_or("") {
-        "" | "Equal" => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-        "Exists" => true,
-        _ => false,
-    }
-}
+pub use skiff_api::node_match::tolerates;
 
 /// A pod's tolerations.
 pub(crate) fn pod_tolerations(pod: &Pod) -> &[Toleration] {
@@ -52,72 +31,18 @@ pub fn first_untolerated<'a>(
     })
 }
 
-fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = r.values.as_deref().unwrap_or(&[]);
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), [bound]) = (value, values) else {
-                return false;
-            };
-            let (Ok(v), Ok(bound)) = (v.parse::<i64>(), bound.parse::<i64>()) else {
-                return false;
-            };
-            if r.operator == "Gt" {
-                v > bound
-            } else {
-                v < bound
-            }
-        }
-        _ => false,
-    }
-}
-
 /// Whether a node selector term matches a node: every `matchExpressions`
 /// requirement on labels and every `matchFields` requirement (only
 /// `metadata.name`) holds. A term with neither matches nothing.
 pub fn term_matches(term: &NodeSelectorTerm, node: &NodeInfo) -> bool {
-    let exprs = term.match_expressions.as_deref().unwrap_or(&[]);
-    let fields = term.match_fields.as_deref().unwrap_or(&[]);
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    exprs
-        .iter()
-        .all(|r| requirement_matches(r, node.label(&r.key)))
-        && fields.iter().all(|r| {
-            r.key == "metadata.name"
-                && matches!(r.operator.as_str(), "In" | "NotIn")
-                && r.values.as_ref().is_some_and(|v| v.len() == 1)
-                && requirement_matches(r, Some(node.name()))
-        })
+    skiff_api::node_match::term_matches(term, node.name(), |k| node.label(k))
 }
 
 /// Whether the pod's `nodeSelector` and required node affinity both match the node.
 pub fn pod_matches_node_selector_and_affinity(pod: &Pod, node: &NodeInfo) -> bool {
-    let Some(spec) = pod.spec.as_ref() else {
-        return true;
-    };
-    if let Some(sel) = spec.node_selector.as_ref()
-        && !sel.iter().all(|(k, v)| node.label(k) == Some(v.as_str()))
-    {
-        return false;
-    }
-    let required = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| {
-            n.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        });
-    match required {
-        None => true,
-        Some(r) => r.node_selector_terms.iter().any(|t| term_matches(t, node)),
-    }
+    pod.spec.as_ref().is_none_or(|spec| {
+        skiff_api::node_match::selector_and_affinity_match(spec, node.name(), |k| node.label(k))
+    })
 }
 
 /// Converts a typed `metav1.LabelSelector` (None = matches nothing).
