@@ -48,10 +48,7 @@ fn object_ref(pod: &Pod) -> serde_json::Value {
 async fn record(client: &kube::Client, pod: &Pod, e: EventSpec<'_>) {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let now = Timestamp::now()
-        .round(jiff::Unit::Second)
-        .unwrap_or_else(|_| Timestamp::now())
-        .to_string();
+    let now = now_rounded();
     let mut ev = json!({
         "metadata": {"name": format!("{name}.{:x}", Timestamp::now().as_nanosecond()), "namespace": ns},
         "involvedObject": object_ref(pod),
@@ -94,17 +91,7 @@ async fn mark_unschedulable(
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let mut conditions: Vec<serde_json::Value> = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .map(|cs| {
-            cs.iter()
-                .filter(|c| c.type_ != "PodScheduled")
-                .filter_map(|c| serde_json::to_value(c).ok())
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut conditions = conditions_without(pod, "PodScheduled");
     let prev = pod
         .status
         .as_ref()
@@ -117,10 +104,7 @@ async fn mark_unschedulable(
     {
         return;
     }
-    let now = Timestamp::now()
-        .round(jiff::Unit::Second)
-        .unwrap_or_else(|_| Timestamp::now())
-        .to_string();
+    let now = now_rounded();
     conditions.push(json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
                            "lastProbeTime": null, "lastTransitionTime": now}));
     let mut patch = json!({"status": {"conditions": conditions}});
@@ -130,6 +114,24 @@ async fn mark_unschedulable(
     let _ = pods
         .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
         .await;
+}
+
+/// A pod's status conditions, except the one of type `type_` (which the caller replaces).
+fn conditions_without(pod: &Pod, type_: &str) -> Vec<serde_json::Value> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|c| c.type_ != type_)
+        .filter_map(|c| serde_json::to_value(c).ok())
+        .collect()
+}
+
+/// Now, to the second, as Kubernetes writes condition times.
+fn now_rounded() -> String {
+    let now = Timestamp::now();
+    now.round(jiff::Unit::Second).unwrap_or(now).to_string()
 }
 
 /// Marks a victim with DisruptionTarget, deletes it (gracefully) and records `Preempted` on it.
@@ -142,21 +144,8 @@ async fn evict(client: &kube::Client, preemptor: &Pod, victim: &Pod, node: &str)
         .as_ref()
         .and_then(|s| s.scheduler_name.as_deref())
         .unwrap_or(DEFAULT_SCHEDULER);
-    let mut conditions: Vec<serde_json::Value> = victim
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .map(|cs| {
-            cs.iter()
-                .filter(|c| c.type_ != "DisruptionTarget")
-                .filter_map(|c| serde_json::to_value(c).ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    let now = Timestamp::now()
-        .round(jiff::Unit::Second)
-        .unwrap_or_else(|_| Timestamp::now())
-        .to_string();
+    let mut conditions = conditions_without(victim, "DisruptionTarget");
+    let now = now_rounded();
     conditions.push(json!({"type": "DisruptionTarget", "status": "True", "reason": REASON_PREEMPTION_BY_SCHEDULER,
                            "message": disruption_message(scheduler), "lastProbeTime": null, "lastTransitionTime": now}));
     let patch = json!({"status": {"conditions": conditions}});
