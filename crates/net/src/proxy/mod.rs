@@ -1,0 +1,1 @@
+//! The service proxy: kube-proxy's model, programmed as nftables rules.
