@@ -9,3 +9,7 @@
 mod answer;
 
 pub use answer::{Answer, DnsConfig, answer, upstreams_from_resolv_conf};
+mod forward;
+mod server;
+
+pub use server::{DnsServer, Error, serve};
