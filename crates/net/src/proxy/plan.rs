@@ -371,7 +371,7 @@ fn endpoints_for(
 
 /// kube-proxy's choice among `eps` (those passing `keep`): the ready ones, or
 /// when none is ready, the serving and terminating ones.
-fn usable<'a>(eps: &'a [Endpoint], keep: impl Fn(&Endpoint) -> bool) -> Vec<&'a Endpoint> {
+fn usable(eps: &[Endpoint], keep: impl Fn(&Endpoint) -> bool) -> Vec<&Endpoint> {
     let ready: Vec<_> = eps.iter().filter(|e| keep(e) && e.ready).collect();
     if !ready.is_empty() {
         return ready;
