@@ -349,3 +349,72 @@ fn a_script_nft_rejects_is_reported_with_its_message() {
         "{err}"
     );
 }
+
+/// Every kind of rule the planner writes, as full and partial syncs, is
+/// accepted by the real `nft`; ClientIP affinity keeps a client on one endpoint.
+#[test]
+fn every_rule_kind_is_accepted_by_nft_and_affinity_sticks() {
+    if let Some(reason) = missing_prerequisite() {
+        eprintln!("SKIPPED every_rule_kind_is_accepted_by_nft_and_affinity_sticks: {reason}");
+        return;
+    }
+    let mut ns = Netns::new();
+    ns.must(
+        "ip link set lo up && ip link add v0 type veth peer name v1 \
+         && ip link set v0 up && ip link set v1 up && ip addr add 10.0.0.1/24 dev v0 \
+         && ip addr add 10.244.0.3/32 dev v0 && ip addr add 10.244.0.4/32 dev v0 \
+         && ip route add 10.96.0.0/16 dev v0 src 10.0.0.1",
+    );
+    ns.serve("10.244.0.3:8080", "ep-a");
+    ns.serve("10.244.0.4:8080", "ep-b");
+    let mut proxier = Proxier::new(ProxyConfig {
+        cluster_cidr: Some((Ipv4Addr::new(10, 0, 0, 0), 8)),
+        table: TABLE.into(),
+        nft: ns.nft_wrapper(),
+        ..ProxyConfig::new("node-a")
+    });
+    let kinds = |affinity_timeout: i32, ips: &[&str]| {
+        let sticky = service(json!({"clusterIP": "10.96.0.5",
+            "sessionAffinity": "ClientIP",
+            "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": affinity_timeout}},
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}));
+        let mut local: Service = service(json!({"type": "LoadBalancer", "clusterIP": "10.96.0.6",
+            "externalTrafficPolicy": "Local", "internalTrafficPolicy": "Local",
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30081}]}));
+        local.metadata.name = Some("local".into());
+        let mut local_slice = slice(&["10.244.0.3"]);
+        local_slice.metadata.name = Some("local-1".into());
+        local_slice
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("kubernetes.io/service-name".into(), "local".into());
+        ClusterView::from_objects([sticky, local], [slice(ips), local_slice])
+    };
+    let steps = [
+        kinds(600, &["10.244.0.3", "10.244.0.4"]),
+        kinds(60, &["10.244.0.3", "10.244.0.4"]),
+        kinds(60, &["10.244.0.4"]),
+        kinds(60, &[]),
+        ClusterView::default(),
+        kinds(60, &["10.244.0.3", "10.244.0.4"]),
+    ];
+    for (i, view) in steps.iter().enumerate() {
+        let info = proxier
+            .sync(view)
+            .unwrap_or_else(|e| panic!("step {i}: {e}"));
+        assert_eq!(info.full, i == 0, "step {i}");
+    }
+    // The last step has affinity over two endpoints: one client always lands
+    // on the same one.
+    let first = ns.get("http://10.96.0.5/id").0.unwrap();
+    for _ in 0..10 {
+        assert_eq!(ns.get("http://10.96.0.5/id").0.unwrap(), first);
+    }
+    let table = String::from_utf8_lossy(&list_table(&ns).stdout).into_owned();
+    assert!(table.contains("flags dynamic,timeout"), "{table}");
+    assert!(table.contains("timeout 1m"), "{table}");
+    proxier.cleanup().unwrap();
+    assert!(!list_table(&ns).status.success());
+}
