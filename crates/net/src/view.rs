@@ -120,8 +120,8 @@ impl ClusterView {
 }
 
 enum Change {
-    Service(watcher::Event<Service>),
-    Slice(watcher::Event<EndpointSlice>),
+    Service(Box<watcher::Event<Service>>),
+    Slice(Box<watcher::Event<EndpointSlice>>),
 }
 
 /// The watch loop's state: the live view, and the lists being gathered during a (re)list.
@@ -137,7 +137,7 @@ impl Follower {
     /// Applies one event; true when the view changed.
     fn handle(&mut self, change: Change) -> bool {
         match change {
-            Change::Service(e) => match e {
+            Change::Service(e) => match *e {
                 watcher::Event::Init => {
                     self.init_services = Some(BTreeMap::new());
                     false
@@ -162,7 +162,7 @@ impl Follower {
                     true
                 }
             },
-            Change::Slice(e) => match e {
+            Change::Slice(e) => match *e {
                 watcher::Event::Init => {
                     self.init_slices = Some(ClusterView::default());
                     false
@@ -204,13 +204,13 @@ pub fn spawn(
             Api::<Service>::all(client.clone()),
             watcher::Config::default(),
         )
-        .map(|e| e.map(Change::Service))
+        .map(|e| e.map(|e| Change::Service(Box::new(e))))
         .boxed();
         let slices = watcher(
             Api::<EndpointSlice>::all(client),
             watcher::Config::default(),
         )
-        .map(|e| e.map(Change::Slice))
+        .map(|e| e.map(|e| Change::Slice(Box::new(e))))
         .boxed();
         let mut events = futures::stream::select(services, slices);
         let mut state = Follower::default();
