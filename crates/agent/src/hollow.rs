@@ -276,6 +276,7 @@ pub fn node_config(cfg: &HollowConfig, i: usize) -> NodeConfig {
         runtime: Ok("hollow://0.1.0".into()),
         // Nothing listens there: logs and exec of hollow pods fail as for an unreachable node.
         kubelet_port: 10250,
+        network: None,
     }
 }
 
@@ -326,6 +327,7 @@ pub fn running_status(pod: &Pod, host_ip: &str, pod_ip: Option<&str>, now: Times
         uts: PathBuf::new(),
         labels: BTreeMap::new(),
         attempt: 0,
+        ip: None,
     };
     let mut containers = Vec::new();
     let mut probes = BTreeMap::new();

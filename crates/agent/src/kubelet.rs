@@ -7,6 +7,7 @@
 
 use crate::events::Recorder;
 use crate::image::ImageStore;
+use crate::network::pod_files;
 use crate::node::{self, Machine, NodeConfig};
 use crate::pod::backoff::Backoff;
 use crate::pod::plan::{
@@ -21,7 +22,7 @@ use crate::runtime::{
 use crate::{spec, volume};
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::watcher;
 use serde_json::json;
@@ -57,6 +58,8 @@ pub struct AgentConfig {
     pub runtime_status: Result<String, String>,
     /// The port the node's kubelet endpoint listens on (`--kubelet-port`).
     pub kubelet_port: u16,
+    /// The pod network (None: pods get loopback only, and DNS from the host).
+    pub network: Option<Arc<crate::network::PodNetwork>>,
 }
 
 /// Shared state of a running agent.
@@ -106,6 +109,41 @@ impl Kubelet {
             .join(format!("{ns}_{name}_{uid}"))
             .join(container)
             .join(format!("{attempt}.log"))
+    }
+
+    /// The cluster DNS pods are pointed at, when the cluster runs one.
+    fn cluster_dns(&self) -> Option<pod_files::ClusterDns> {
+        let cluster = self.config.network.as_ref()?.cluster();
+        Some(pod_files::ClusterDns {
+            server: cluster.cluster_dns?,
+            domain: cluster.cluster_domain.clone(),
+        })
+    }
+
+    /// The Services whose variables a pod's containers get: its namespace's
+    /// (with enableServiceLinks) and `default/kubernetes`.
+    async fn service_env(&self, pod: &Pod) -> Vec<(String, String)> {
+        if self.config.network.is_none() {
+            return Vec::new();
+        }
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let links = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.enable_service_links)
+            .unwrap_or(true);
+        let mut services = Vec::new();
+        if links {
+            let api: Api<Service> = Api::namespaced(self.client.clone(), &ns);
+            if let Ok(list) = api.list(&Default::default()).await {
+                services.extend(list.items);
+            }
+        }
+        let default: Api<Service> = Api::namespaced(self.client.clone(), "default");
+        if let Ok(Some(k)) = default.get_opt("kubernetes").await {
+            services.push(k);
+        }
+        pod_files::service_env(&services, &ns, links)
     }
 
     fn observed(&self, uid: &str, stopped: &HashSet<String>) -> ObservedPod {
@@ -234,6 +272,7 @@ pub async fn run(
         roles: config.roles.clone(),
         runtime: config.runtime_status.clone(),
         kubelet_port: config.kubelet_port,
+        network: config.network.clone(),
     };
     node::register(&client, &machine, &node_config).await?;
     let kubelet = Arc::new(Kubelet {
@@ -277,6 +316,21 @@ pub async fn run(
                 }
             }
         });
+    }
+    // The pod network: configured once the node has its pod CIDR, and routes to the others.
+    if let Some(net) = kubelet.config.network.clone() {
+        tokio::spawn(follow_pod_cidr(
+            kubelet.clone(),
+            net.clone(),
+            machine.clone(),
+            node_config.clone(),
+            shutdown.clone(),
+        ));
+        tokio::spawn(net.run_routes(
+            kubelet.client.clone(),
+            kubelet.config.node_name.clone(),
+            shutdown.clone(),
+        ));
     }
     // Relist.
     {
@@ -447,6 +501,80 @@ struct Worker {
     start_failed: bool,
     /// Per container name, the attempt whose back-off the BackOff event was recorded for.
     backoff_reported: HashMap<String, u32>,
+    /// A DNS configuration problem found writing the pod's resolv.conf, to record as an event.
+    dns_warning: Option<pod_files::DnsWarning>,
+}
+
+/// The hostPorts of a pod's containers, as the portmap plugin takes them.
+fn host_ports(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<crate::network::cni::PortMapping> {
+    if spec.host_network.unwrap_or(false) {
+        return Vec::new();
+    }
+    spec.containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let host_port = u16::try_from(p.host_port?).ok().filter(|h| *h > 0)?;
+            Some(crate::network::cni::PortMapping {
+                host_port,
+                container_port: u16::try_from(p.container_port).ok()?,
+                protocol: p.protocol.as_deref().unwrap_or("TCP").to_lowercase(),
+                host_ip: p.host_ip.clone().unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// Waits for the node's pod CIDR (assigned by the server's node IPAM
+/// controller), configures the pod network for it and reports the node Ready.
+async fn follow_pod_cidr(
+    k: Arc<Kubelet>,
+    net: Arc<crate::network::PodNetwork>,
+    machine: Machine,
+    node_config: NodeConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if !net.cluster().pod_network {
+        return;
+    }
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(k.client.clone());
+    let cfg = watcher::Config::default().fields(&format!("metadata.name={}", k.config.node_name));
+    let mut stream = watcher(nodes, cfg).boxed();
+    loop {
+        let event = tokio::select! {
+            e = stream.next() => e,
+            _ = shutdown.changed() => return,
+        };
+        let node = match event {
+            None => return,
+            Some(Ok(watcher::Event::Apply(n))) | Some(Ok(watcher::Event::InitApply(n))) => n,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => {
+                tracing::debug!("node watch for the pod CIDR: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let Some(cidr) = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.pod_cidr.as_deref())
+            .and_then(crate::network::parse_cidr)
+        else {
+            continue;
+        };
+        let was_ready = net.ready().is_ok();
+        match net.set_pod_cidr(cidr).await {
+            Ok(()) if !was_ready => {
+                tracing::info!("pod network ready on {}/{}", cidr.0, cidr.1);
+                if let Err(e) = node::post_status(&k.client, &machine, &node_config).await {
+                    tracing::warn!("node status: {e}");
+                }
+            }
+            Ok(()) => {}
+            Err(e) => tracing::warn!("configuring the pod network for {}/{}: {e}", cidr.0, cidr.1),
+        }
+    }
 }
 
 /// How long after a failed container start the worker tries again (the kubelet's
@@ -473,6 +601,7 @@ async fn pod_worker(k: Arc<Kubelet>, uid: String, mut rx: watch::Receiver<Option
         deleting: false,
         start_failed: false,
         backoff_reported: HashMap::new(),
+        dns_warning: None,
     };
     loop {
         let pod = rx.borrow_and_update().clone();
@@ -636,7 +765,11 @@ impl Worker {
             pod_ip: if host_network {
                 Some(self.k.config.address.clone())
             } else {
-                None
+                observed
+                    .sandbox
+                    .as_ref()
+                    .and_then(|s| s.ip)
+                    .map(|ip| ip.to_string())
             },
         };
         let new_status = status::pod_status(
@@ -778,6 +911,7 @@ impl Worker {
                     hostname,
                     host_network: spec.host_network.unwrap_or(false),
                     attempt: *attempt,
+                    ports: host_ports(&spec),
                 };
                 match self.k.runtime.create_sandbox(&cfg).await {
                     Ok(sb) => {
@@ -1124,7 +1258,7 @@ impl Worker {
                 }
             }
         }
-        let env = match self.resolve_env(pod, c).await {
+        let env = match self.resolve_env(pod, c, sb.ip).await {
             Ok(e) => e,
             Err(msg) => {
                 self.k
@@ -1163,7 +1297,13 @@ impl Worker {
                     }));
                 }
             };
-        mounts.extend(self.pod_files(pod, c, attempt));
+        mounts.extend(self.pod_files(pod, c, attempt, sb.ip));
+        if let Some(w) = self.dns_warning.take() {
+            self.k
+                .recorder
+                .pod(pod, None, "Warning", w.reason, &w.message)
+                .await;
+        }
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
         let log_path = Kubelet::log_path(
@@ -1282,7 +1422,13 @@ impl Worker {
     }
 
     /// /etc/hosts, /etc/hostname, /etc/resolv.conf and the termination-log file.
-    fn pod_files(&self, pod: &Pod, c: &Container, attempt: u32) -> Vec<Mount> {
+    fn pod_files(
+        &mut self,
+        pod: &Pod,
+        c: &Container,
+        attempt: u32,
+        pod_ip: Option<std::net::Ipv4Addr>,
+    ) -> Vec<Mount> {
         let dir = self.k.pod_dir(&self.uid);
         let _ = std::fs::create_dir_all(&dir);
         let spec = pod.spec.clone().unwrap_or_default();
@@ -1294,25 +1440,24 @@ impl Worker {
             .chars()
             .take(63)
             .collect();
-        let host_network = spec.host_network.unwrap_or(false);
-        let hosts = if host_network {
-            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
-        } else {
-            let mut h = String::from(
-                "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
-            );
-            for ha in spec.host_aliases.iter().flatten() {
-                h.push_str(&format!(
-                    "\n# Entries added by HostAliases.\n{}\t{}\n",
-                    ha.ip,
-                    ha.hostnames.clone().unwrap_or_default().join("\t")
-                ));
-            }
-            h
-        };
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let dns = self.k.cluster_dns();
+        let domain = dns.as_ref().map_or("cluster.local", |d| d.domain.as_str());
+        let host_hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+        let hosts = pod_files::hosts_file(&spec, &ns, &hostname, pod_ip, domain, &host_hosts);
         let _ = std::fs::write(dir.join("etc-hosts"), hosts);
         let _ = std::fs::write(dir.join("etc-hostname"), format!("{hostname}\n"));
-        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let host_resolv = pod_files::ResolvConf::parse(
+            &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        );
+        let resolv = if self.k.config.network.is_some() {
+            let (conf, warning) = pod_files::resolv_conf(&spec, &ns, dns.as_ref(), &host_resolv);
+            self.dns_warning = warning;
+            conf.render()
+        } else {
+            // Without a managed network the pod resolves as its node does.
+            host_resolv.render()
+        };
         let _ = std::fs::write(dir.join("resolv.conf"), resolv);
         let term = dir
             .join("containers")
@@ -1450,7 +1595,12 @@ impl Worker {
     }
 
     /// The container's environment as (name, value), resolving valueFrom and envFrom.
-    async fn resolve_env(&self, pod: &Pod, c: &Container) -> Result<Vec<(String, String)>, String> {
+    async fn resolve_env(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        pod_ip: Option<std::net::Ipv4Addr>,
+    ) -> Result<Vec<(String, String)>, String> {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         // A source that is missing is an error unless the reference is optional.
         let required = |kind: EnvSource,
@@ -1500,7 +1650,9 @@ impl Worker {
                     "status.podIP" | "status.podIPs" if host_network => {
                         self.k.config.address.clone()
                     }
-                    "status.podIP" | "status.podIPs" => String::new(),
+                    "status.podIP" | "status.podIPs" => {
+                        pod_ip.map(|ip| ip.to_string()).unwrap_or_default()
+                    }
                     "spec.nodeName" => self.k.config.node_name.clone(),
                     p => volume::field_path_value(pod, p).unwrap_or_default(),
                 };
@@ -1551,6 +1703,11 @@ impl Worker {
                         ));
                     }
                 }
+            }
+        }
+        for (k, v) in self.k.service_env(pod).await {
+            if !out.iter().any(|(n, _)| *n == k) {
+                out.push((k, v));
             }
         }
         Ok(out)

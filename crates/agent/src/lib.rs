@@ -5,6 +5,7 @@
 //! - [`events`]: events about pods, folded with counts as the kubelet records them.
 //! - [`hollow`]: hollow nodes, many simulated nodes with a fake runtime in one process (`skiff sim`).
 //! - [`logs`]: CRI log files read back for `kubectl logs`.
+//! - [`network`]: the pod network: CNI attachment, routes between nodes, masquerade.
 //! - [`runtime`]: the container runtime boundary (runc under a shim; a fake for tests).
 //! - [`image`]: the image store, archive import and reference resolution.
 //! - [`node`]: the Node object, its conditions and its Lease.
@@ -18,6 +19,7 @@ pub mod hollow;
 pub mod image;
 pub mod kubelet;
 pub mod logs;
+pub mod network;
 pub mod node;
 pub mod pod;
 pub mod probe;

@@ -90,6 +90,8 @@ pub struct NodeConfig {
     pub runtime: Result<String, String>,
     /// The port of the node's kubelet endpoint (logs, exec, port-forward).
     pub kubelet_port: u16,
+    /// The pod network, whose readiness the Ready condition reports (None: not managed here).
+    pub network: Option<std::sync::Arc<crate::network::PodNetwork>>,
 }
 
 /// The status part of the Node: capacity, conditions, addresses, info.
@@ -108,7 +110,13 @@ pub fn node_status(
         "hugepages-2Mi": "0",
     });
     let now_s = now.round(jiff::Unit::Second).unwrap_or(now).to_string();
+    let network = config.network.as_ref().map_or(Ok(()), |n| n.ready());
     let (ready, ready_reason, ready_message) = match &config.runtime {
+        Ok(_) if network.is_err() => (
+            "False",
+            "KubeletNotReady",
+            network.clone().err().unwrap_or_default(),
+        ),
         Ok(_) => (
             "True",
             "KubeletReady",
@@ -314,6 +322,7 @@ mod tests {
             roles: vec!["control-plane".into()],
             runtime: Ok("runc://1.1.5".into()),
             kubelet_port: 10250,
+            network: None,
         };
         let s = node_status(&machine(), &cfg, Timestamp::now(), None);
         assert_eq!(s["capacity"]["cpu"], "2");
@@ -341,6 +350,7 @@ mod tests {
             roles: vec![],
             runtime: Err("runc not found in PATH".into()),
             kubelet_port: 10250,
+            network: None,
         };
         let s = node_status(&machine(), &cfg, Timestamp::now(), None);
         let ready = s["conditions"]
@@ -364,6 +374,7 @@ mod tests {
             roles: vec![],
             runtime: Ok("runc://1".into()),
             kubelet_port: 10250,
+            network: None,
         };
         let t0: Timestamp = "2026-11-28T05:00:00Z".parse().unwrap();
         let first = node_status(&machine(), &cfg, t0, None);

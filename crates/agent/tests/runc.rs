@@ -68,6 +68,7 @@ impl Env {
             hostname: format!("host-{uid}"),
             host_network,
             attempt: 0,
+            ports: Vec::new(),
         }
     }
 

@@ -46,6 +46,7 @@ pub(crate) mod fixtures {
             uts: PathBuf::from("/uts"),
             labels: Default::default(),
             attempt,
+            ip: None,
         }
     }
 

@@ -120,6 +120,7 @@ impl Runtime for FakeRuntime {
             uts: format!("/fake/{id}/uts").into(),
             labels: l,
             attempt: config.attempt,
+            ip: None,
         };
         s.sandboxes.insert(id, sb.clone());
         s.calls.push(Call::CreateSandbox(config.pod_uid.clone()));

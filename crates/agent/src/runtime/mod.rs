@@ -44,6 +44,8 @@ pub struct SandboxConfig {
     pub host_network: bool,
     /// Which attempt at a sandbox for this pod this is.
     pub attempt: u32,
+    /// hostPorts the node forwards into the sandbox.
+    pub ports: Vec<crate::network::cni::PortMapping>,
 }
 
 /// A pod sandbox: the namespaces every container of the pod joins.
@@ -61,6 +63,8 @@ pub struct Sandbox {
     pub labels: BTreeMap<String, String>,
     /// The attempt number.
     pub attempt: u32,
+    /// The pod's address on the pod network (None: host network, or loopback only).
+    pub ip: Option<std::net::Ipv4Addr>,
 }
 
 /// A bind or special mount inside a container.

@@ -14,6 +14,8 @@ use super::{
     ContainerConfig, ContainerInfo, ContainerState, ExecOutput, Result, Runtime, RuntimeError,
     Sandbox, SandboxConfig, Security,
 };
+use crate::network::PodNetwork;
+use crate::network::cni::PodRef;
 use jiff::Timestamp;
 use nix::mount::{MntFlags, MsFlags};
 use oci_spec::runtime as oci;
@@ -22,6 +24,7 @@ use sha2::Digest;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::process::Command;
 
@@ -124,6 +127,7 @@ pub struct RuncRuntime {
     root: PathBuf,
     runc: String,
     shim: Vec<String>,
+    network: Option<Arc<PodNetwork>>,
 }
 
 /// What the agent persists next to a bundle.
@@ -145,6 +149,15 @@ struct SandboxRecord {
     labels: BTreeMap<String, String>,
     attempt: u32,
     hostname: String,
+    /// The pod's address, when it is attached to the pod network.
+    #[serde(default)]
+    ip: Option<std::net::Ipv4Addr>,
+    /// What CNI ADD returned: DEL is given it back.
+    #[serde(default)]
+    cni_result: Option<serde_json::Value>,
+    /// The hostPorts mapped, released again at DEL.
+    #[serde(default)]
+    ports: Vec<crate::network::cni::PortMapping>,
 }
 
 impl From<SandboxRecord> for Sandbox {
@@ -156,6 +169,7 @@ impl From<SandboxRecord> for Sandbox {
             uts: r.uts,
             labels: r.labels,
             attempt: r.attempt,
+            ip: r.ip,
         }
     }
 }
@@ -227,7 +241,18 @@ impl RuncRuntime {
             std::fs::create_dir_all(root.join(dir))
                 .map_err(io_err(format!("creating {}", root.join(dir).display())))?;
         }
-        Ok(RuncRuntime { root, runc, shim })
+        Ok(RuncRuntime {
+            root,
+            runc,
+            shim,
+            network: None,
+        })
+    }
+
+    /// Attaches sandboxes to `network` (without one they get loopback only).
+    pub fn with_network(mut self, network: Arc<PodNetwork>) -> Self {
+        self.network = Some(network);
+        self
     }
 
     /// runc's version, or one line saying why containers cannot run here.
@@ -691,11 +716,19 @@ fn new_sandbox_id(config: &SandboxConfig) -> String {
 #[async_trait::async_trait]
 impl Runtime for RuncRuntime {
     async fn create_sandbox(&self, config: &SandboxConfig) -> Result<Sandbox> {
+        // Fail before making anything when the pod network is not ready.
+        let attach = match (&self.network, config.host_network) {
+            (Some(net), false) => net.attachment().map_err(|message| RuntimeError::Command {
+                command: "network".into(),
+                message,
+            })?,
+            _ => None,
+        };
         let id = new_sandbox_id(config);
         let dir = self.sandbox_dir(&id);
         let ns = dir.join("ns");
         std::fs::create_dir_all(&ns).map_err(io_err(format!("creating {}", ns.display())))?;
-        let record = SandboxRecord {
+        let mut record = SandboxRecord {
             id: id.clone(),
             netns: (!config.host_network).then(|| ns.join("net")),
             ipc: ns.join("ipc"),
@@ -710,6 +743,9 @@ impl Runtime for RuncRuntime {
             ]),
             attempt: config.attempt,
             hostname: config.hostname.clone(),
+            ip: None,
+            cni_result: None,
+            ports: Vec::new(),
         };
         let result = async {
             // Namespace files can only be bind-mounted under a private mount.
@@ -754,9 +790,43 @@ impl Runtime for RuncRuntime {
                     message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
                 });
             }
+            if let (Some(net), Some(netns)) = (&attach, &record.netns) {
+                let pod = PodRef {
+                    namespace: config.pod_namespace.clone(),
+                    name: config.pod_name.clone(),
+                    uid: config.pod_uid.clone(),
+                };
+                let result = net
+                    .add(&id, netns, &pod, &config.ports)
+                    .await
+                    .map_err(|e| RuntimeError::Command {
+                        command: "network".into(),
+                        message: format!(
+                            "plugin type=\"bridge\" name=\"{}\" failed (add): {e}",
+                            net.name
+                        ),
+                    })?;
+                record.ip = crate::network::cni::result_ip(&result);
+                record.cni_result = Some(result);
+                record.ports = config.ports.clone();
+            }
             let data = serde_json::to_vec_pretty(&record).map_err(oci_err)?;
-            super::shim::write_atomic(&dir.join("sandbox.json"), &data)
-                .map_err(io_err("writing sandbox.json"))
+            let written = super::shim::write_atomic(&dir.join("sandbox.json"), &data)
+                .map_err(io_err("writing sandbox.json"));
+            if written.is_err()
+                && let (Some(net), Some(netns)) = (&attach, &record.netns)
+            {
+                let _ = net
+                    .del(
+                        &id,
+                        Some(netns),
+                        &pod_ref(&record),
+                        record.cni_result.as_ref(),
+                        &record.ports,
+                    )
+                    .await;
+            }
+            written
         }
         .await;
         match result {
@@ -773,6 +843,27 @@ impl Runtime for RuncRuntime {
         let dir = self.sandbox_dir(id);
         if !dir.exists() {
             return Err(RuntimeError::NotFound(format!("sandbox {id}")));
+        }
+        let record = std::fs::read(dir.join("sandbox.json"))
+            .ok()
+            .and_then(|d| serde_json::from_slice::<SandboxRecord>(&d).ok());
+        if let Some(record) = record.filter(|r| r.cni_result.is_some())
+            && let Some(net) = self.network.as_ref().and_then(|n| n.configured())
+        {
+            // Release the address and host ports while the namespace still exists;
+            // on failure the sandbox stays and the agent tries again.
+            net.del(
+                id,
+                record.netns.as_deref().filter(|p| p.exists()),
+                &pod_ref(&record),
+                record.cni_result.as_ref(),
+                &record.ports,
+            )
+            .await
+            .map_err(|e| RuntimeError::Command {
+                command: "network".into(),
+                message: format!("tearing down the pod network: {e}"),
+            })?;
         }
         remove_sandbox_dir(&dir)
     }
@@ -1013,6 +1104,15 @@ impl RuncRuntime {
     }
 }
 
+fn pod_ref(record: &SandboxRecord) -> PodRef {
+    let label = |k: &str| record.labels.get(k).cloned().unwrap_or_default();
+    PodRef {
+        namespace: label(super::labels::POD_NAMESPACE),
+        name: label(super::labels::POD_NAME),
+        uid: label(super::labels::POD_UID),
+    }
+}
+
 fn read_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -1241,6 +1341,7 @@ mod tests {
                 uts: "/s/ns/uts".into(),
                 labels: BTreeMap::new(),
                 attempt: 0,
+                ip: None,
             },
             labels: BTreeMap::from([("k".to_string(), "v".to_string())]),
             layers: vec!["/l/0".into()],
