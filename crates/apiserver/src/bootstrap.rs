@@ -43,6 +43,7 @@ async fn create_if_absent(
 pub async fn ensure_builtin(
     server: &Arc<Server>,
     kube_svc_ip: Ipv4Addr,
+    cluster_dns: Option<Ipv4Addr>,
     port: u16,
     host: IpAddr,
 ) -> ApiResult<()> {
@@ -91,6 +92,24 @@ pub async fn ensure_builtin(
                      "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}}),
     )
     .await?;
+    if let Some(dns) = cluster_dns {
+        // The cluster DNS address, as k3s' CoreDNS Service holds it; every node
+        // answers on it itself, so no pods back it.
+        create_if_absent(
+            server,
+            "",
+            "services",
+            Some("kube-system"),
+            json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "kube-dns", "labels": {"k8s-app": "kube-dns",
+                    "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "CoreDNS"},
+                    "annotations": {"skiff.io/served-by": "every node's agent"}},
+                "spec": {"type": "ClusterIP", "clusterIP": dns.to_string(),
+                         "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                                   {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}}),
+        )
+        .await?;
+    }
     let Some(advertise) = advertise_address(host) else {
         tracing::warn!(
             "no non-loopback address to advertise; the kubernetes Service has no endpoints"
@@ -105,6 +124,18 @@ pub async fn ensure_builtin(
         json!({"apiVersion": "v1", "kind": "Endpoints",
             "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
             "subsets": [{"addresses": [{"ip": advertise.to_string()}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}),
+    )
+    .await?;
+    create_if_absent(
+        server,
+        "discovery.k8s.io",
+        "endpointslices",
+        Some("default"),
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [advertise.to_string()], "conditions": {"ready": true}}],
+            "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}),
     )
     .await?;
     Ok(())

@@ -76,6 +76,12 @@ pub struct Config {
     /// `--default-unreachable-toleration-seconds`: the NoExecute tolerations
     /// admission gives every pod.
     pub default_toleration_seconds: skiff_api::defaults::DefaultTolerationSeconds,
+    /// `--tls-san`: more names and addresses for the serving certificate.
+    pub tls_san: Vec<String>,
+    /// The cluster's network settings handed to joining nodes with their credentials.
+    pub node_network: Option<serde_json::Value>,
+    /// Whether the cluster runs its DNS (the `kube-dns` Service then holds `cluster_dns`).
+    pub cluster_dns_enabled: bool,
 }
 
 impl Config {
@@ -95,6 +101,9 @@ impl Config {
             retain_revisions: 10_000,
             compact_interval: std::time::Duration::from_secs(60),
             default_toleration_seconds: Default::default(),
+            tls_san: Vec::new(),
+            node_network: None,
+            cluster_dns_enabled: true,
         }
     }
 
@@ -156,6 +165,8 @@ pub struct Server {
     remote_nodes: Arc<node_client::RemoteNodes>,
     /// `host:port` clients reach the server at.
     pub address: String,
+    /// The network settings nodes receive when they join.
+    node_network: Option<serde_json::Value>,
 }
 
 impl Server {
@@ -279,6 +290,7 @@ impl Server {
             "caCert": self.pki.ca_pem,
             "servingCert": cert,
             "servingKey": key,
+            "network": self.node_network,
         }))
     }
 }
@@ -413,6 +425,10 @@ pub async fn start_with_store(
     if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
         names.push(h.trim().to_string());
     }
+    if let Some(ip) = bootstrap::advertise_address(config.bind_address) {
+        names.push(ip.to_string());
+    }
+    names.extend(config.tls_san.iter().cloned());
     let kube_svc_ip = Ipv4Addr::from(u32::from(config.service_cidr.0) + 1);
     names.push(kube_svc_ip.to_string());
     for n in ["kubernetes", "kubernetes.default", "kubernetes.default.svc"] {
@@ -457,6 +473,7 @@ pub async fn start_with_store(
         local_node: std::sync::RwLock::new(None),
         remote_nodes,
         address: address.clone(),
+        node_network: config.node_network.clone(),
     });
 
     let kubeconfig = config.kubeconfig_path();
@@ -484,7 +501,8 @@ pub async fn start_with_store(
         shutdown_rx.clone(),
     ));
 
-    bootstrap::ensure_builtin(&server, kube_svc_ip, local.port(), host)
+    let dns = config.cluster_dns_enabled.then_some(config.cluster_dns);
+    bootstrap::ensure_builtin(&server, kube_svc_ip, dns, local.port(), host)
         .await
         .map_err(|e| StartError::Bootstrap(e.message))?;
     bootstrap::spawn_namespace_controller(server.clone(), shutdown_rx);
