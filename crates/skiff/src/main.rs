@@ -1,6 +1,7 @@
 //! `skiff`: Kubernetes in one small binary. Glue only: flags in, components started in order.
 
 mod local_node;
+mod node_net;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -167,6 +168,8 @@ fn parse_token(token: &str) -> (Option<String>, String) {
 /// What a node gets when it joins: a client with its own credentials, and
 /// the certificate of its kubelet endpoint.
 struct Joined {
+    /// The cluster's network settings.
+    network: skiff_agent::network::ClusterNetwork,
     client: kube::Client,
     ca_pem: String,
     serving_cert: String,
@@ -268,7 +271,17 @@ async fn join(server: &str, token: &str, node_name: &str, address: &str) -> Resu
             .map(str::to_string)
             .with_context(|| format!("the server at {server} sent node credentials without {k}"))
     };
+    // Servers before networking sent no settings: their nodes keep loopback-only pods.
+    let network = serde_json::from_value(creds["network"].clone()).unwrap_or_else(|_| {
+        skiff_agent::network::ClusterNetwork {
+            pod_network: false,
+            service_proxy: false,
+            cluster_dns: None,
+            ..Default::default()
+        }
+    });
     Ok(Joined {
+        network,
         client: trusted.client(&field("token")?)?,
         ca_pem: trusted.ca_pem.clone(),
         serving_cert: field("servingCert")?,
@@ -286,7 +299,11 @@ struct NodeRuntime {
 
 /// The node's container runtime: runc when this machine can run it, else a
 /// runtime that says why not.
-fn node_runtime(agent_dir: &std::path::Path, node_name: &str) -> Result<NodeRuntime> {
+fn node_runtime(
+    agent_dir: &std::path::Path,
+    node_name: &str,
+    network: &std::sync::Arc<skiff_agent::network::PodNetwork>,
+) -> Result<NodeRuntime> {
     use skiff_agent::runtime::{Runtime, Unavailable, runc::RuncRuntime};
     use std::sync::Arc;
     let exe = std::env::current_exe().context("locating the skiff binary for the shim")?;
@@ -296,7 +313,7 @@ fn node_runtime(agent_dir: &std::path::Path, node_name: &str) -> Result<NodeRunt
             agent_dir.join("containers"),
             vec![exe.to_string_lossy().into_owned(), "shim".into()],
         )
-        .map(Arc::new)
+        .map(|r| Arc::new(r.with_network(network.clone())))
         .map_err(|e| e.to_string()),
         Err(why) => Err(why.clone()),
     };
@@ -347,6 +364,7 @@ async fn agent(args: AgentArgs) -> Result<()> {
     let agent_dir = args.data_dir.join("agent");
     std::fs::create_dir_all(&agent_dir)
         .with_context(|| format!("creating {}", agent_dir.display()))?;
+    let network = node_net::pod_network(joined.network.clone(), &agent_dir);
     // Kept as k3s keeps them, for inspection; every start asks afresh.
     for (file, contents) in [
         ("server-ca.crt", &joined.ca_pem),
@@ -361,7 +379,7 @@ async fn agent(args: AgentArgs) -> Result<()> {
         runc,
         runtime,
         status: runtime_status,
-    } = node_runtime(&agent_dir, &node_name)?;
+    } = node_runtime(&agent_dir, &node_name, &network)?;
 
     // The kubelet endpoint the server reaches for logs, exec and port-forward.
     let bind: IpAddr = args.node_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
@@ -408,6 +426,7 @@ async fn agent(args: AgentArgs) -> Result<()> {
             .local_addr()
             .map(|a| a.port())
             .unwrap_or(args.kubelet_port),
+        network: Some(network.clone()),
     };
     eprintln!("skiff agent: node {node_name} joined {}", args.server);
     let (stop, shutdown) = tokio::sync::watch::channel(false);
@@ -518,6 +537,19 @@ struct ServerArgs {
     /// Cluster domain.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// Pod network between nodes: host-gw (a route per node; nodes share one network) or
+    /// none (pods get a network namespace with loopback only).
+    #[arg(long, default_value = "host-gw")]
+    flannel_backend: String,
+    /// Do not run the service proxy on the nodes.
+    #[arg(long)]
+    disable_kube_proxy: bool,
+    /// Components not to run, comma-separated: coredns (the cluster DNS on every node).
+    #[arg(long, value_delimiter = ',')]
+    disable: Vec<String>,
+    /// More host names or addresses for the API server's certificate.
+    #[arg(long, value_delimiter = ',')]
+    tls_san: Vec<String>,
     /// The longest crash-loop back-off between container restarts.
     #[arg(long, default_value = "300s", value_parser = parse_duration)]
     crashloop_backoff_max: std::time::Duration,
@@ -606,17 +638,19 @@ fn start_agent(
     node_name: String,
     address: String,
     backoff_max: std::time::Duration,
+    cluster: skiff_agent::network::ClusterNetwork,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     use std::sync::Arc;
     let agent_dir = data_dir.join("agent");
     std::fs::create_dir_all(&agent_dir)
         .with_context(|| format!("creating {}", agent_dir.display()))?;
+    let network = node_net::pod_network(cluster, &agent_dir);
     let NodeRuntime {
         runc,
         runtime,
         status: runtime_status,
-    } = node_runtime(&agent_dir, &node_name)?;
+    } = node_runtime(&agent_dir, &node_name, &network)?;
     running.server.set_node_proxy(
         &node_name,
         Arc::new(local_node::LocalNode {
@@ -639,7 +673,20 @@ fn start_agent(
         self_assign: false,
         runtime_status,
         kubelet_port: 10250,
+        network: Some(network.clone()),
     };
+    let node_ip = config.address.parse().ok();
+    let services = kube::Client::new(
+        skiff_apiserver::inproc::InProcess(running.server.clone()),
+        "default",
+    );
+    let node = config.node_name.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(e) = node_net::start_services(services, network, &node, node_ip, stop).await {
+            eprintln!("skiff: {e:#}");
+        }
+    });
     Ok(tokio::spawn(async move {
         if let Err(e) = skiff_agent::kubelet::run(client, runtime, images, config, shutdown).await {
             eprintln!("skiff agent: {e}");
@@ -694,7 +741,19 @@ async fn server(args: ServerArgs) -> Result<()> {
     config.cluster_cidr = parse_cidr(&args.cluster_cidr, "cluster-cidr")?;
     config.service_cidr = parse_cidr(&args.service_cidr, "service-cidr")?;
     config.cluster_dns = args.cluster_dns;
-    config.cluster_domain = args.cluster_domain;
+    config.cluster_domain = args.cluster_domain.clone();
+    let cluster = node_net::cluster_network(
+        config.cluster_cidr,
+        config.service_cidr,
+        args.cluster_dns,
+        &args.cluster_domain,
+        &args.flannel_backend,
+        args.disable_kube_proxy,
+        &args.disable,
+    )?;
+    config.cluster_dns_enabled = cluster.cluster_dns.is_some();
+    config.node_network = Some(serde_json::to_value(&cluster)?);
+    config.tls_san = args.tls_san.clone();
     config.default_toleration_seconds = skiff_api::defaults::DefaultTolerationSeconds {
         not_ready: args.default_not_ready_toleration_seconds,
         unreachable: args.default_unreachable_toleration_seconds,
@@ -752,6 +811,7 @@ async fn server(args: ServerArgs) -> Result<()> {
             node_name,
             address,
             args.crashloop_backoff_max,
+            cluster,
             agent_shutdown,
         )?)
     };

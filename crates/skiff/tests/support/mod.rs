@@ -109,6 +109,83 @@ pub struct Server {
     log_n: u32,
     port: u16,
     agents: Vec<Agent>,
+    /// The simulated network, when the cluster runs with pod networking.
+    lab: Option<Lab>,
+}
+
+/// Hosts on one simulated LAN: each a network namespace (`ip netns`) with an
+/// `eth0` on a shared bridge, 10.99.0.<i>/24. Host 1 runs the server.
+pub struct Lab {
+    prefix: String,
+    hosts: Vec<String>,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip runs");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let prefix = format!("skl{}", &rand_suffix()[6..]);
+        let lan = format!("{prefix}-lan");
+        ip(&["netns", "add", &lan]);
+        ip(&["-n", &lan, "link", "set", "lo", "up"]);
+        ip(&["-n", &lan, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &lan, "link", "set", "br0", "up"]);
+        Lab {
+            prefix,
+            hosts: Vec::new(),
+        }
+    }
+
+    /// Adds host `i` (1-based); returns its netns name.
+    fn add_host(&mut self) -> (String, String) {
+        let i = self.hosts.len() + 1;
+        let name = format!("{}-h{i}", self.prefix);
+        let lan = format!("{}-lan", self.prefix);
+        ip(&["netns", "add", &name]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        let port = format!("v{i}");
+        ip(&[
+            "-n", &lan, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
+            &name,
+        ]);
+        ip(&["-n", &lan, "link", "set", &port, "master", "br0", "up"]);
+        let addr = format!("10.99.0.{i}");
+        ip(&[
+            "-n",
+            &name,
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            "eth0",
+        ]);
+        ip(&["-n", &name, "link", "set", "eth0", "up"]);
+        self.hosts.push(name.clone());
+        (name, addr)
+    }
+
+    /// The netns file of host `name`.
+    pub fn ns_path(name: &str) -> String {
+        format!("/run/netns/{name}")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for h in &self.hosts {
+            let _ = Command::new("ip").args(["netns", "del", h]).output();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &format!("{}-lan", self.prefix)])
+            .output();
+    }
 }
 
 /// A `skiff agent` joined to the test's server, its data dir under the server's.
@@ -149,9 +226,76 @@ impl Server {
             log_n: 0,
             port: 0,
             agents: Vec::new(),
+            lab: None,
         };
         s.spawn();
         Some(s)
+    }
+
+    /// Starts a server with pod networking, service proxy and cluster DNS, on
+    /// host 1 of a simulated LAN (its own network namespace, 10.99.0.1).
+    pub fn start_networked(extra: &[&str]) -> Option<Server> {
+        if let Some(why) = missing_prerequisite() {
+            if std::env::var_os("CI").is_some() {
+                panic!("network e2e tests cannot run: {why}");
+            }
+            eprintln!("\n\n*** SKIPPING network e2e test: {why} ***\n\n");
+            return None;
+        }
+        let mut lab = Lab::new();
+        let (host, _addr) = lab.add_host();
+        let dir = tempfile::tempdir().unwrap();
+        let st = Command::new(skiff_bin())
+            .args(["image", "import"])
+            .arg(busybox_image())
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "skiff image import failed");
+        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        extra.extend(["--bind-address".into(), "0.0.0.0".into()]);
+        let mut s = Server {
+            dir,
+            child: None,
+            extra,
+            log_n: 0,
+            port: 0,
+            agents: Vec::new(),
+            lab: Some(lab),
+        };
+        let _ = host;
+        s.spawn();
+        Some(s)
+    }
+
+    /// The netns name of the server's host, when networked.
+    pub fn host_ns(&self) -> Option<String> {
+        self.lab.as_ref().map(|l| l.hosts[0].clone())
+    }
+
+    /// A command run in the server's host network namespace (when networked).
+    fn in_ns(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        match self.host_ns() {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", Lab::ns_path(&ns))).arg(program);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+
+    /// Runs a command in the network namespace of lab host `i` (1 = the server's).
+    pub fn on_host(&self, i: usize, args: &[&str]) -> Output {
+        let lab = self.lab.as_ref().expect("a networked cluster");
+        Command::new("nsenter")
+            .arg(format!("--net={}", Lab::ns_path(&lab.hosts[i - 1])))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("nsenter runs")
     }
 
     pub fn data(&self) -> &Path {
@@ -172,13 +316,28 @@ impl Server {
             .unwrap();
         assert!(st.success(), "skiff image import failed");
         let log = std::fs::File::create(self.data().join(format!("agent-{name}.log"))).unwrap();
-        let child = Command::new(skiff_bin())
+        let (server, node_ip, kubelet_port, mut cmd) = match self.lab.as_mut() {
+            Some(lab) => {
+                let (ns, addr) = lab.add_host();
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", Lab::ns_path(&ns)))
+                    .arg(skiff_bin());
+                ("10.99.0.1".to_string(), addr, 10250, c)
+            }
+            None => (
+                "127.0.0.1".to_string(),
+                "127.0.0.1".to_string(),
+                free_port(),
+                Command::new(skiff_bin()),
+            ),
+        };
+        let child = cmd
             .arg("agent")
-            .args(["--server", &format!("https://127.0.0.1:{}", self.port)])
+            .args(["--server", &format!("https://{server}:{}", self.port)])
             .arg("--token-file")
             .arg(self.data().join("token"))
-            .args(["--node-name", name, "--node-ip", "127.0.0.1"])
-            .args(["--kubelet-port", &free_port().to_string()])
+            .args(["--node-name", name, "--node-ip", &node_ip])
+            .args(["--kubelet-port", &kubelet_port.to_string()])
             .arg("--data-dir")
             .arg(&dir)
             .args(extra)
@@ -234,7 +393,9 @@ impl Server {
         self.log_n += 1;
         let log =
             std::fs::File::create(self.data().join(format!("server-{}.log", self.log_n))).unwrap();
-        let mut cmd = if std::env::var_os("AGENT_E2E_STRACE").is_some() {
+        let mut cmd = if self.lab.is_some() {
+            self.in_ns(skiff_bin())
+        } else if std::env::var_os("AGENT_E2E_STRACE").is_some() {
             let mut c = Command::new("strace");
             c.args([
                 "-f",
@@ -256,6 +417,16 @@ impl Server {
             .arg("--data-dir")
             .arg(self.data())
             .args(["--https-listen-port", &port.to_string()])
+            .args(if self.lab.is_some() {
+                &[][..]
+            } else {
+                // Clusters of tests that share this machine's network stay off it.
+                &[
+                    "--flannel-backend=none",
+                    "--disable-kube-proxy",
+                    "--disable=coredns",
+                ][..]
+            })
             .args(&self.extra)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -274,7 +445,7 @@ impl Server {
     }
 
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new("kubectl")
+        self.in_ns("kubectl")
             .env("KUBECONFIG", self.data().join("kubeconfig.yaml"))
             .args(args)
             .stdin(Stdio::null())
