@@ -929,7 +929,7 @@ pub async fn run_with_pods(
                     let relevant = match &e {
                         watcher::Event::Apply(n) => {
                             let zone = |n: &Node| n.metadata.labels.as_ref().and_then(|l| l.get("topology.kubernetes.io/zone")).cloned();
-                            st.nodes.get(n.metadata.name.as_deref().unwrap_or("")).is_none_or(|old| zone(old) != zone(n))
+                            st.nodes.get(&crate::key_of(&n.metadata)).is_none_or(|old| zone(old) != zone(n))
                         }
                         watcher::Event::Delete(_) | watcher::Event::InitDone => true,
                         _ => false,

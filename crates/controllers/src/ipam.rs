@@ -237,7 +237,7 @@ pub async fn run(client: kube::Client, config: crate::Config, mut shutdown: watc
             todo.extend(names);
         }
         for name in todo {
-            let Some(node) = nodes.get(&name) else {
+            let Some(node) = nodes.get(&format!("/{name}")) else {
                 continue;
             };
             if pod_cidr(node).is_some() || pending.contains_key(&name) {
