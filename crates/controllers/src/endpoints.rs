@@ -876,8 +876,31 @@ pub async fn run_with_pods(
     let mut retry: BTreeSet<String> = BTreeSet::new();
     let mut started = false;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // Events taken in since the last sync.
+    let mut backlog = 0usize;
     loop {
+        let synced = st.services.synced
+            && st.pods.synced
+            && st.nodes.synced
+            && st.endpoints.synced
+            && st.slices.synced;
+        if synced && !started {
+            started = true;
+            // Every Service, and leftovers of Services gone while we were away.
+            dirty.extend(st.services.items.keys().cloned());
+            dirty.extend(st.endpoints.items.keys().cloned());
+            dirty.extend(st.slices.values().filter_map(slice_service_key));
+        }
+        // Events already waiting are taken in first (so a burst of pod changes
+        // makes one sync, as a workqueue would), but never more than
+        // MAX_BACKLOG before the dirty Services are synced.
+        if started && !dirty.is_empty() && backlog >= MAX_BACKLOG {
+            sync_all(&client, &config, &mut st, &mut dirty, &mut retry).await;
+            backlog = 0;
+        }
+        backlog += 1;
         tokio::select! {
+            biased;
             _ = shutdown.changed() => return,
             ev = svc_w.next() => match ev {
                 Some(Ok(e)) => {
@@ -967,27 +990,28 @@ pub async fn run_with_pods(
             _ = tick.tick() => {
                 dirty.append(&mut retry);
             }
-        }
-        let synced = st.services.synced
-            && st.pods.synced
-            && st.nodes.synced
-            && st.endpoints.synced
-            && st.slices.synced;
-        if !synced {
-            continue;
-        }
-        if !started {
-            started = true;
-            // Every Service, and leftovers of Services gone while we were away.
-            dirty.extend(st.services.items.keys().cloned());
-            dirty.extend(st.endpoints.items.keys().cloned());
-            dirty.extend(st.slices.values().filter_map(slice_service_key));
-        }
-        for key in std::mem::take(&mut dirty) {
-            if let Err(e) = sync(&client, &config, &mut st, &key).await {
-                tracing::debug!("endpoints: syncing {key}: {e}");
-                retry.insert(key);
+            _ = std::future::ready(()), if started && !dirty.is_empty() => {
+                sync_all(&client, &config, &mut st, &mut dirty, &mut retry).await;
+                backlog = 0;
             }
+        }
+    }
+}
+
+/// The most watch events taken in before dirty Services are synced.
+const MAX_BACKLOG: usize = 256;
+
+async fn sync_all(
+    client: &kube::Client,
+    config: &crate::Config,
+    st: &mut State,
+    dirty: &mut BTreeSet<String>,
+    retry: &mut BTreeSet<String>,
+) {
+    for key in std::mem::take(dirty) {
+        if let Err(e) = sync(client, config, st, &key).await {
+            tracing::debug!("endpoints: syncing {key}: {e}");
+            retry.insert(key);
         }
     }
 }

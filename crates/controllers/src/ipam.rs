@@ -218,20 +218,44 @@ pub async fn run(client: kube::Client, config: crate::Config, mut shutdown: watc
             }
             _ => {}
         }
+        let relisted = matches!(ev, watcher::Event::InitDone);
         nodes.apply(ev);
-        if nodes.synced && !started {
+        if relisted {
+            // The first list, or a re-list after the watch broke: deletes may
+            // have been missed, so what is used is worked out again.
             started = true;
-            for n in nodes.values() {
-                if let Some(c) = pod_cidr(n)
+            let present: HashMap<String, Option<String>> = nodes
+                .values()
+                .map(|n| {
+                    (
+                        n.metadata.name.clone().unwrap_or_default(),
+                        pod_cidr(n).map(str::to_string),
+                    )
+                })
+                .collect();
+            pending.retain(|name, _| present.contains_key(name));
+            owned.retain(|name, c| {
+                // Gone, or gone and back under the same name without a CIDR.
+                let keep = pending.contains_key(name)
+                    || present.get(name).is_some_and(|p| p.as_deref() == Some(c));
+                if !keep {
+                    set.release(c);
+                }
+                keep
+            });
+            starved.retain(|name| present.contains_key(name));
+            for (name, c) in &present {
+                if let Some(c) = c
+                    && !owned.contains_key(name)
                     && set.occupy(c)
                 {
-                    owned.insert(n.metadata.name.clone().unwrap_or_default(), c.to_string());
+                    owned.insert(name.clone(), c.clone());
                 }
             }
-            let mut names: Vec<String> = nodes
-                .values()
-                .filter(|n| pod_cidr(n).is_none())
-                .filter_map(|n| n.metadata.name.clone())
+            let mut names: Vec<String> = present
+                .into_iter()
+                .filter(|(_, c)| c.is_none())
+                .map(|(n, _)| n)
                 .collect();
             names.sort();
             todo.extend(names);
