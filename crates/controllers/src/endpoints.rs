@@ -19,10 +19,11 @@
 //! - [`run_with_pods`]: the loop; it syncs a Service as soon as one of its
 //!   pods, itself or its objects change (no batching delay).
 //!
-//! Services without a selector (and ExternalName Services) get nothing: their
-//! Endpoints are the user's. When a Service goes, its Endpoints and
-//! EndpointSlices are deleted. The EndpointSlice mirroring controller and
-//! topology hints are not done.
+//! Services without a selector (and ExternalName Services) get no Endpoints
+//! from here: theirs are the user's, and [`mirror`] (the EndpointSlice
+//! mirroring controller) copies them into slices. When a Service is deleted,
+//! its Endpoints and EndpointSlices are deleted. Topology hints, dual-stack
+//! (IPv6) pod addresses and the `--endpoint-updates-batch-period` are not done.
 
 use crate::cache::Cache;
 use futures::StreamExt;
@@ -56,7 +57,7 @@ pub const OVER_CAPACITY_ANNOTATION: &str = "endpoints.kubernetes.io/over-capacit
 /// The most addresses one Endpoints object holds.
 pub const MAX_ENDPOINTS_CAPACITY: usize = 1000;
 /// Endpoints with this annotation are leader-election locks, never deleted as leftovers.
-const LEADER_ANNOTATION: &str = "control-plane.alpha.kubernetes.io/leader";
+pub(crate) const LEADER_ANNOTATION: &str = "control-plane.alpha.kubernetes.io/leader";
 
 // ---------------------------------------------------------------------------
 // Pods and ports
@@ -634,10 +635,8 @@ pub fn plan_slices(
     max_per_slice: usize,
     trigger: Option<&str>,
 ) -> SlicePlan {
-    let max_per_slice = max_per_slice.max(1);
     let pnra = publish_not_ready(svc);
-    // Desired endpoints by port set.
-    let mut want: BTreeMap<String, (Vec<SlicePort>, BTreeMap<String, Endpoint>)> = BTreeMap::new();
+    let mut want: BTreeMap<String, Group> = BTreeMap::new();
     for pod in pods.iter().filter(|p| selects(svc, p)) {
         if !should_be_in_endpoints(pod, true) {
             continue;
@@ -658,65 +657,142 @@ pub fn plan_slices(
         // without ports, as Kubernetes does.
         let ports = slice_ports(svc, pod);
         let ep = pod_endpoint(pod, ip, node, svc);
-        want.entry(ports_key(&ports))
-            .or_insert_with(|| (ports, BTreeMap::new()))
-            .1
-            .insert(endpoint_key(&ep), ep);
+        Group::add(&mut want, "IPv4", ports, ep);
     }
-    let labels = slice_labels(svc);
-    let owner = json(&vec![owner_ref(svc)]);
-    let stamp = |s: &mut EndpointSlice| {
-        if let Some(t) = trigger {
-            s.metadata
-                .annotations
-                .get_or_insert_with(BTreeMap::new)
-                .insert(TRIGGER_TIME_ANNOTATION.into(), t.into());
-        }
+    let template = Template {
+        meta: new_slice(svc, Vec::new(), Vec::new()).metadata,
+        compare_annotations: false,
+        placeholder: true,
+    };
+    reconcile_slices(&template, want, existing, max_per_slice, trigger)
+}
+
+/// Wanted endpoints of one address type and port set.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Group {
+    address_type: String,
+    ports: Vec<SlicePort>,
+    /// By address and pod UID.
+    endpoints: BTreeMap<String, Endpoint>,
+}
+
+impl Group {
+    fn key(address_type: &str, ports: &[SlicePort]) -> String {
+        format!("{address_type}/{}", ports_key(ports))
+    }
+
+    /// Adds `ep` to the group of its address type and ports.
+    pub(crate) fn add(
+        groups: &mut BTreeMap<String, Group>,
+        address_type: &str,
+        ports: Vec<SlicePort>,
+        ep: Endpoint,
+    ) {
+        groups
+            .entry(Self::key(address_type, &ports))
+            .or_insert_with(|| Group {
+                address_type: address_type.to_string(),
+                ports,
+                endpoints: BTreeMap::new(),
+            })
+            .endpoints
+            .entry(endpoint_key(&ep))
+            .or_insert(ep);
+    }
+}
+
+/// How a controller's slices look apart from their endpoints.
+pub(crate) struct Template {
+    /// generateName, namespace, labels, owners (and annotations, when compared).
+    pub(crate) meta: ObjectMeta,
+    /// Whether annotations are part of what must match (the mirroring controller's).
+    pub(crate) compare_annotations: bool,
+    /// Whether a Service without endpoints keeps one empty slice.
+    pub(crate) placeholder: bool,
+}
+
+fn annotations_but_trigger(m: &ObjectMeta) -> BTreeMap<String, String> {
+    let mut a = m.annotations.clone().unwrap_or_default();
+    a.remove(TRIGGER_TIME_ANNOTATION);
+    a
+}
+
+/// The reconciliation both slice controllers share: an existing slice keeps
+/// the endpoints still wanted (updated in place when they changed) and loses
+/// the others; new endpoints fill slices being updated anyway, then ones with
+/// room, then new slices of at most `max_per_slice`. Emptied slices and
+/// slices of port sets no longer wanted are deleted.
+pub(crate) fn reconcile_slices(
+    t: &Template,
+    want: BTreeMap<String, Group>,
+    existing: &[&EndpointSlice],
+    max_per_slice: usize,
+    trigger: Option<&str>,
+) -> SlicePlan {
+    let max_per_slice = max_per_slice.max(1);
+    let labels = labels_of(&t.meta);
+    let owner = json(&t.meta.owner_references);
+    let want_ann = annotations_but_trigger(&t.meta);
+    let new = |g: &Group, eps: Vec<Endpoint>| {
+        let mut s = EndpointSlice {
+            metadata: t.meta.clone(),
+            address_type: g.address_type.clone(),
+            endpoints: eps,
+            ports: Some(g.ports.clone()),
+        };
+        stamp(&mut s, trigger);
+        s
     };
     let mut plan = SlicePlan::default();
     let mut sorted: Vec<&EndpointSlice> = existing.to_vec();
     sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let meta_right = |s: &EndpointSlice| {
+        labels_of(&s.metadata) == labels
+            && json(&s.metadata.owner_references) == owner
+            && (!t.compare_annotations || annotations_but_trigger(&s.metadata) == want_ann)
+    };
 
-    if want.is_empty() {
+    if want.is_empty() && t.placeholder {
         // The placeholder: keep one that is already right, delete the rest.
         let mut kept = false;
         for s in sorted {
-            let name = s.metadata.name.clone().unwrap_or_default();
             let right = s.endpoints.is_empty()
                 && s.ports.as_deref().unwrap_or(&[]).is_empty()
                 && s.address_type == "IPv4"
-                && labels_of(&s.metadata) == labels;
+                && meta_right(s);
             if right && !kept {
                 kept = true;
             } else {
-                plan.delete.push(name);
+                plan.delete
+                    .push(s.metadata.name.clone().unwrap_or_default());
             }
         }
         if !kept {
-            let mut s = new_slice(svc, Vec::new(), Vec::new());
-            stamp(&mut s);
-            plan.create.push(s);
+            let g = Group {
+                address_type: "IPv4".into(),
+                ..Default::default()
+            };
+            plan.create.push(new(&g, Vec::new()));
         }
         return plan;
     }
 
     // Existing slices: keep, change or drop their endpoints.
-    // (slice, changed) by port-set key.
+    // (slice, changed) by group key.
     let mut kept: BTreeMap<String, Vec<(EndpointSlice, bool)>> = BTreeMap::new();
     let mut placed: HashSet<(String, String)> = HashSet::new();
     for s in sorted {
         let name = s.metadata.name.clone().unwrap_or_default();
-        let key = ports_key(s.ports.as_deref().unwrap_or(&[]));
-        let Some((_, eps)) = want.get(&key).filter(|_| s.address_type == "IPv4") else {
+        let key = Group::key(&s.address_type, s.ports.as_deref().unwrap_or(&[]));
+        let Some(g) = want.get(&key) else {
             plan.delete.push(name);
             continue;
         };
-        let mut changed =
-            labels_of(&s.metadata) != labels || json(&s.metadata.owner_references) != owner;
+        let mut changed = !meta_right(s);
         let mut keep = Vec::new();
         for e in &s.endpoints {
             let k = endpoint_key(e);
-            match eps.get(&k) {
+            match g.endpoints.get(&k) {
                 Some(w) if placed.insert((key.clone(), k)) => {
                     if json(w) != json(e) {
                         changed = true;
@@ -736,35 +812,49 @@ pub fn plan_slices(
     }
 
     // New endpoints: slices being changed first, then ones with room, then new ones.
-    for (key, (ports, eps)) in want {
-        let mut rest: Vec<Endpoint> = eps
-            .into_iter()
-            .filter(|(k, _)| !placed.contains(&(key.clone(), k.clone())))
-            .map(|(_, e)| e)
-            .collect();
-        let mut slices = kept.remove(&key).unwrap_or_default();
+    for (key, g) in &want {
+        let mut rest = g
+            .endpoints
+            .iter()
+            .filter(|(k, _)| !placed.contains(&(key.clone(), (*k).clone())))
+            .map(|(_, e)| e.clone())
+            .peekable();
+        let mut slices = kept.remove(key).unwrap_or_default();
         slices.sort_by_key(|(_, changed)| !*changed);
         for (s, changed) in slices.iter_mut() {
-            while s.endpoints.len() < max_per_slice && !rest.is_empty() {
-                s.endpoints.push(rest.remove(0));
+            while s.endpoints.len() < max_per_slice
+                && let Some(e) = rest.next()
+            {
+                s.endpoints.push(e);
                 *changed = true;
             }
         }
         for (mut s, changed) in slices {
             if changed {
-                s.metadata.labels = Some(labels.clone());
-                s.metadata.owner_references = Some(vec![owner_ref(svc)]);
-                stamp(&mut s);
+                s.metadata.labels = t.meta.labels.clone();
+                s.metadata.owner_references = t.meta.owner_references.clone();
+                if t.compare_annotations {
+                    s.metadata.annotations = t.meta.annotations.clone();
+                }
+                stamp(&mut s, trigger);
                 plan.update.push(s);
             }
         }
+        let rest: Vec<Endpoint> = rest.collect();
         for chunk in rest.chunks(max_per_slice) {
-            let mut s = new_slice(svc, ports.clone(), chunk.to_vec());
-            stamp(&mut s);
-            plan.create.push(s);
+            plan.create.push(new(g, chunk.to_vec()));
         }
     }
     plan
+}
+
+fn stamp(s: &mut EndpointSlice, trigger: Option<&str>) {
+    if let Some(t) = trigger {
+        s.metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(TRIGGER_TIME_ANNOTATION.into(), t.into());
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -820,7 +910,8 @@ impl State {
             .collect()
     }
 
-    fn slices_of(&self, svc_key: &str) -> Vec<&EndpointSlice> {
+    /// The slices `manager` keeps for the Service `svc_key`.
+    fn slices_of(&self, svc_key: &str, manager: &str) -> Vec<&EndpointSlice> {
         let (ns, name) = svc_key.split_once('/').unwrap_or(("", svc_key));
         self.slices
             .values()
@@ -828,7 +919,7 @@ impl State {
                 s.metadata.namespace.as_deref() == Some(ns)
                     && s.metadata.labels.as_ref().is_some_and(|l| {
                         l.get(SERVICE_NAME_LABEL).map(String::as_str) == Some(name)
-                            && l.get(MANAGED_BY_LABEL).map(String::as_str) == Some(CONTROLLER_NAME)
+                            && l.get(MANAGED_BY_LABEL).map(String::as_str) == Some(manager)
                     })
             })
             .collect()
@@ -837,7 +928,12 @@ impl State {
 
 fn slice_service_key(s: &EndpointSlice) -> Option<String> {
     let l = s.metadata.labels.as_ref()?;
-    (l.get(MANAGED_BY_LABEL).map(String::as_str) == Some(CONTROLLER_NAME)).then(|| {
+    let manager = l.get(MANAGED_BY_LABEL).map(String::as_str);
+    matches!(
+        manager,
+        Some(CONTROLLER_NAME | mirror::MIRROR_CONTROLLER_NAME)
+    )
+    .then(|| {
         format!(
             "{}/{}",
             s.metadata.namespace.as_deref().unwrap_or(""),
@@ -858,11 +954,8 @@ pub async fn run_with_pods(
     let mut svc_w = watcher(Api::<Service>::all(client.clone()), wc()).boxed();
     let mut node_w = watcher(Api::<Node>::all(client.clone()), wc()).boxed();
     let mut ep_w = watcher(Api::<Endpoints>::all(client.clone()), wc()).boxed();
-    let mut slice_w = watcher(
-        Api::<EndpointSlice>::all(client.clone()),
-        wc().labels(&format!("{MANAGED_BY_LABEL}={CONTROLLER_NAME}")),
-    )
-    .boxed();
+    // Every slice (both controllers' and the users'), filtered by manager here.
+    let mut slice_w = watcher(Api::<EndpointSlice>::all(client.clone()), wc()).boxed();
     let mut pod_w = pods_in;
     let mut st = State {
         services: Cache::new(),
@@ -874,6 +967,8 @@ pub async fn run_with_pods(
     };
     let mut dirty: BTreeSet<String> = BTreeSet::new();
     let mut retry: BTreeSet<String> = BTreeSet::new();
+    // Services seen deleted (or missing at start), whose Endpoints go too.
+    let mut gone: HashSet<String> = HashSet::new();
     let mut started = false;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     // Events taken in since the last sync.
@@ -888,14 +983,19 @@ pub async fn run_with_pods(
             started = true;
             // Every Service, and leftovers of Services gone while we were away.
             dirty.extend(st.services.items.keys().cloned());
-            dirty.extend(st.endpoints.items.keys().cloned());
+            for k in st.endpoints.items.keys() {
+                if !st.services.items.contains_key(k) {
+                    gone.insert(k.clone());
+                    dirty.insert(k.clone());
+                }
+            }
             dirty.extend(st.slices.values().filter_map(slice_service_key));
         }
         // Events already waiting are taken in first (so a burst of pod changes
         // makes one sync, as a workqueue would), but never more than
         // MAX_BACKLOG before the dirty Services are synced.
         if started && !dirty.is_empty() && backlog >= MAX_BACKLOG {
-            sync_all(&client, &config, &mut st, &mut dirty, &mut retry).await;
+            sync_all(&client, &config, &mut st, &mut dirty, &mut retry, &mut gone).await;
             backlog = 0;
         }
         backlog += 1;
@@ -904,8 +1004,18 @@ pub async fn run_with_pods(
             _ = shutdown.changed() => return,
             ev = svc_w.next() => match ev {
                 Some(Ok(e)) => {
-                    if let watcher::Event::Apply(s) | watcher::Event::Delete(s) = &e {
-                        dirty.insert(crate::key_of(&s.metadata));
+                    match &e {
+                        watcher::Event::Apply(s) => {
+                            let k = crate::key_of(&s.metadata);
+                            gone.remove(&k);
+                            dirty.insert(k);
+                        }
+                        watcher::Event::Delete(s) => {
+                            let k = crate::key_of(&s.metadata);
+                            gone.insert(k.clone());
+                            dirty.insert(k);
+                        }
+                        _ => {}
                     }
                     if matches!(e, watcher::Event::InitDone) {
                         // A re-list: anything may have changed.
@@ -991,7 +1101,7 @@ pub async fn run_with_pods(
                 dirty.append(&mut retry);
             }
             _ = std::future::ready(()), if started && !dirty.is_empty() => {
-                sync_all(&client, &config, &mut st, &mut dirty, &mut retry).await;
+                sync_all(&client, &config, &mut st, &mut dirty, &mut retry, &mut gone).await;
                 backlog = 0;
             }
         }
@@ -1007,62 +1117,71 @@ async fn sync_all(
     st: &mut State,
     dirty: &mut BTreeSet<String>,
     retry: &mut BTreeSet<String>,
+    gone: &mut HashSet<String>,
 ) {
     for key in std::mem::take(dirty) {
-        if let Err(e) = sync(client, config, st, &key).await {
+        let deleted = gone.remove(&key);
+        if let Err(e) = sync(client, config, st, &key, deleted).await {
             tracing::debug!("endpoints: syncing {key}: {e}");
+            if deleted {
+                gone.insert(key.clone());
+            }
             retry.insert(key);
         }
     }
 }
 
-/// Brings one Service's Endpoints and EndpointSlices up to date.
+/// Brings one Service's Endpoints and EndpointSlices up to date. `deleted`:
+/// the Service was seen deleted (or was missing at start), so its Endpoints
+/// go; Endpoints without a Service are otherwise left alone (a user may
+/// write them before the Service).
 async fn sync(
     client: &kube::Client,
     config: &crate::Config,
     st: &mut State,
     key: &str,
+    deleted: bool,
 ) -> Result<(), kube::Error> {
     let (ns, name) = key.split_once('/').unwrap_or(("", key));
     let ep_api: Api<Endpoints> = Api::namespaced(client.clone(), ns);
-    let slice_api: Api<EndpointSlice> = Api::namespaced(client.clone(), ns);
-    let Some(svc) = st.services.get(key).cloned() else {
-        // The Service is gone: so are its Endpoints and slices.
-        if let Some(ep) = st.endpoints.get(key) {
-            let leader = ep
-                .metadata
-                .annotations
-                .as_ref()
-                .is_some_and(|a| a.contains_key(LEADER_ANNOTATION));
-            if !leader {
-                ignore_not_found(
-                    ep_api
-                        .delete(name, &DeleteParams::default())
-                        .await
-                        .map(|_| ()),
-                )?;
-                st.endpoints.items.remove(key);
-            }
+    let svc = st.services.get(key).cloned();
+    if svc.is_none()
+        && deleted
+        && let Some(ep) = st.endpoints.get(key)
+        && !ep
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(LEADER_ANNOTATION))
+    {
+        ignore_not_found(
+            ep_api
+                .delete(name, &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        )?;
+        st.endpoints.items.remove(key);
+    }
+    // The mirroring controller.
+    let ep = st.endpoints.get(key);
+    let mirrored = st.slices_of(key, mirror::MIRROR_CONTROLLER_NAME);
+    let plan = match ep {
+        Some(ep) if mirror::should_mirror(svc.as_ref(), Some(ep)) => {
+            mirror::plan_mirror(ep, &mirrored, mirror::MAX_MIRRORED_PER_SUBSET)
         }
-        let names: Vec<String> = st
-            .slices_of(key)
-            .iter()
-            .filter_map(|s| s.metadata.name.clone())
-            .collect();
-        for n in names {
-            ignore_not_found(
-                slice_api
-                    .delete(&n, &DeleteParams::default())
-                    .await
-                    .map(|_| ()),
-            )?;
-            st.slices.items.remove(&format!("{ns}/{n}"));
+        _ => mirror::plan_unmirror(&mirrored),
+    };
+    write_slices(client, st, ns, plan).await?;
+
+    let Some(svc) = svc.filter(|s| selector(s).is_some()) else {
+        // No Service (its slices go, as the garbage collector would take
+        // them), or one whose Endpoints are the user's.
+        if st.services.get(key).is_none() {
+            let ours = st.slices_of(key, CONTROLLER_NAME);
+            write_slices(client, st, ns, mirror::plan_unmirror(&ours)).await?;
         }
         return Ok(());
     };
-    if selector(&svc).is_none() {
-        return Ok(());
-    }
     let pods = st.pods_in(ns);
     let trigger = trigger_time(&svc, &pods);
     let ep_plan = plan_endpoints(&svc, &pods, st.endpoints.get(key), trigger.as_deref());
@@ -1075,7 +1194,7 @@ async fn sync(
         &svc,
         &pods,
         &nodes,
-        &st.slices_of(key),
+        &st.slices_of(key, CONTROLLER_NAME),
         config.max_endpoints_per_slice,
         trigger.as_deref(),
     );
@@ -1087,22 +1206,28 @@ async fn sync(
         };
         st.endpoints.put(written);
     }
+    write_slices(client, st, ns, plan).await
+}
+
+/// Carries out a slice plan in `ns`, keeping the cache in step.
+async fn write_slices(
+    client: &kube::Client,
+    st: &mut State,
+    ns: &str,
+    plan: SlicePlan,
+) -> Result<(), kube::Error> {
+    let api: Api<EndpointSlice> = Api::namespaced(client.clone(), ns);
     for s in plan.update {
         let n = s.metadata.name.clone().unwrap_or_default();
-        let w = slice_api.replace(&n, &PostParams::default(), &s).await?;
+        let w = api.replace(&n, &PostParams::default(), &s).await?;
         st.slices.put(w);
     }
     for s in plan.create {
-        let w = slice_api.create(&PostParams::default(), &s).await?;
+        let w = api.create(&PostParams::default(), &s).await?;
         st.slices.put(w);
     }
     for n in plan.delete {
-        ignore_not_found(
-            slice_api
-                .delete(&n, &DeleteParams::default())
-                .await
-                .map(|_| ()),
-        )?;
+        ignore_not_found(api.delete(&n, &DeleteParams::default()).await.map(|_| ()))?;
         st.slices.items.remove(&format!("{ns}/{n}"));
     }
     Ok(())
@@ -1114,6 +1239,8 @@ fn ignore_not_found(r: Result<(), kube::Error>) -> Result<(), kube::Error> {
         r => r,
     }
 }
+
+pub mod mirror;
 
 #[cfg(test)]
 mod tests;

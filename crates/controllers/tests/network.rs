@@ -441,7 +441,34 @@ async fn services_get_endpoints_and_slices_that_follow_their_pods() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let manual = endpoints(&client, "manual").await.unwrap();
     assert_eq!(ips(&manual), (strs(&["192.0.2.1"]), strs(&[])));
-    assert!(slices(&client, "manual").await.is_empty());
+    // ... mirrored into a slice of the mirroring controller.
+    let mirrored = eventually("a mirrored slice", async || {
+        slices(&client, "manual").await.into_iter().next()
+    })
+    .await;
+    assert_eq!(
+        mirrored.metadata.labels.as_ref().unwrap()["endpointslice.kubernetes.io/managed-by"],
+        "endpointslicemirroring-controller.k8s.io"
+    );
+    assert_eq!(
+        slice_rows(&[mirrored]),
+        strs(&["192.0.2.1 true false false"])
+    );
+    // skip-mirror takes it away.
+    c.ok(&[
+        "label",
+        "endpoints",
+        "manual",
+        "endpointslice.kubernetes.io/skip-mirror=true",
+    ]);
+    eventually("the mirrored slice gone", async || {
+        slices(&client, "manual").await.is_empty().then_some(())
+    })
+    .await;
+    assert_eq!(
+        ips(&endpoints(&client, "manual").await.unwrap()),
+        (strs(&["192.0.2.1"]), strs(&[]))
+    );
 
     // Deleting the Service removes its Endpoints and slices.
     c.ok(&["delete", "service", "web"]);
