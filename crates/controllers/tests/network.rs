@@ -372,26 +372,32 @@ async fn services_get_endpoints_and_slices_that_follow_their_pods() {
         slice_rv
     );
 
-    // A readiness flip reaches both within ~100 ms.
+    // A readiness flip reaches both within ~100 ms (asserted with room for a
+    // loaded machine), polled every 2 ms.
     let start = Instant::now();
     set_status(&client, "p1", "10.42.0.11", false).await;
     let flipped = (strs(&[]), strs(&["10.42.0.11", "10.42.0.12"]));
-    eventually("p1 not ready in endpoints", async || {
-        endpoints(&client, "web")
-            .await
-            .filter(|e| ips(e) == flipped)
-    })
-    .await;
-    let ep_ms = start.elapsed().as_millis();
-    eventually("p1 not ready in the slice", async || {
-        slice_rows(&slices(&client, "web").await)
-            .contains(&"10.42.0.11 false false false".to_string())
-            .then_some(())
-    })
-    .await;
-    let slice_ms = start.elapsed().as_millis();
+    let (mut ep_ms, mut slice_ms) = (None, None);
+    while ep_ms.is_none() || slice_ms.is_none() {
+        assert!(start.elapsed() < Duration::from_secs(10), "flip never seen");
+        if ep_ms.is_none()
+            && endpoints(&client, "web")
+                .await
+                .is_some_and(|e| ips(&e) == flipped)
+        {
+            ep_ms = Some(start.elapsed().as_millis());
+        }
+        if slice_ms.is_none()
+            && slice_rows(&slices(&client, "web").await)
+                .contains(&"10.42.0.11 false false false".to_string())
+        {
+            slice_ms = Some(start.elapsed().as_millis());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let (ep_ms, slice_ms) = (ep_ms.unwrap(), slice_ms.unwrap());
     eprintln!("readiness flip: Endpoints after {ep_ms} ms, EndpointSlice after {slice_ms} ms");
-    assert!(ep_ms < 1000 && slice_ms < 1000, "{ep_ms} / {slice_ms} ms");
+    assert!(ep_ms < 500 && slice_ms < 500, "{ep_ms} / {slice_ms} ms");
     set_status(&client, "p1", "10.42.0.11", true).await;
     eventually("p1 ready again", async || {
         endpoints(&client, "web").await.filter(|e| ips(e) == want)
