@@ -1017,11 +1017,24 @@ pub async fn run_with_pods(
                         }
                         _ => {}
                     }
-                    if matches!(e, watcher::Event::InitDone) {
-                        // A re-list: anything may have changed.
+                    let relisted = matches!(e, watcher::Event::InitDone);
+                    let before: Vec<String> = if relisted && started {
+                        st.services.items.keys().cloned().collect()
+                    } else {
+                        Vec::new()
+                    };
+                    st.services.apply(e);
+                    if relisted {
+                        // A re-list: anything may have changed, and Services
+                        // deleted while the watch was down are gone.
+                        for k in before {
+                            if !st.services.items.contains_key(&k) {
+                                gone.insert(k.clone());
+                                dirty.insert(k);
+                            }
+                        }
                         dirty.extend(st.services.items.keys().cloned());
                     }
-                    st.services.apply(e);
                 }
                 Some(Err(e)) => tracing::debug!("endpoints: service watch: {e}"),
                 None => return,
