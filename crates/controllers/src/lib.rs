@@ -21,13 +21,17 @@
 //! - [`daemonset`]: one pod per eligible node, rolling updates, ControllerRevisions.
 //! - [`gc`]: the garbage collector (owner references, foreground and orphan
 //!   deletion).
+//! - [`ipam`]: node IPAM, a pod CIDR for every Node from the cluster CIDR.
+//! - [`endpoints`]: Endpoints and EndpointSlices of Services with a selector.
 //! - `cache` and `events`: watcher-fed maps and Event recording shared by the loops.
 
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
+pub mod endpoints;
 pub mod gc;
 pub mod informer;
+pub mod ipam;
 pub mod job;
 pub mod node_lifecycle;
 pub mod podgc;
@@ -60,6 +64,16 @@ pub struct Config {
     pub disruption: bool,
     /// Run the workload controllers (ReplicaSet, Deployment, Job, DaemonSet) and the garbage collector.
     pub workloads: bool,
+    /// Run the Endpoints and EndpointSlice controllers.
+    pub endpoints: bool,
+    /// `--max-endpoints-per-slice`: endpoints in one EndpointSlice (100).
+    pub max_endpoints_per_slice: usize,
+    /// Run node IPAM (`--allocate-node-cidrs`).
+    pub ipam: bool,
+    /// `--cluster-cidr`: the range pod CIDRs come from (10.42.0.0/16).
+    pub cluster_cidr: (std::net::Ipv4Addr, u8),
+    /// `--node-cidr-mask-size`: the prefix length of each node's pod CIDR (24).
+    pub node_cidr_mask: u8,
 }
 
 impl Default for Config {
@@ -73,6 +87,11 @@ impl Default for Config {
             pod_gc: true,
             disruption: true,
             workloads: true,
+            endpoints: true,
+            max_endpoints_per_slice: 100,
+            ipam: true,
+            cluster_cidr: (std::net::Ipv4Addr::new(10, 42, 0, 0), 16),
+            node_cidr_mask: 24,
         }
     }
 }
@@ -126,6 +145,21 @@ pub async fn run(client: kube::Client, config: Config, shutdown: watch::Receiver
         tasks.push(tokio::spawn(disruption::run_with_pods(
             client.clone(),
             informer.subscribe(),
+            shutdown.clone(),
+        )));
+    }
+    if config.endpoints {
+        tasks.push(tokio::spawn(endpoints::run_with_pods(
+            client.clone(),
+            config.clone(),
+            informer.subscribe(),
+            shutdown.clone(),
+        )));
+    }
+    if config.ipam {
+        tasks.push(tokio::spawn(ipam::run(
+            client.clone(),
+            config.clone(),
             shutdown.clone(),
         )));
     }
