@@ -436,6 +436,15 @@ async fn agent(args: AgentArgs) -> Result<()> {
         node_server,
         shutdown.clone(),
     ));
+    let node_ip = config.address.parse().ok();
+    let services = node_net::start_services(
+        joined.client.clone(),
+        network,
+        &node_name,
+        node_ip,
+        shutdown.clone(),
+    )
+    .await?;
     let task = tokio::spawn(skiff_agent::kubelet::run(
         joined.client,
         runtime,
@@ -452,6 +461,12 @@ async fn agent(args: AgentArgs) -> Result<()> {
     }
     eprintln!("skiff agent: shutting down (containers keep running)");
     let _ = stop.send(true);
+    // The proxy's rules and the DNS address go; the pods' own network stays.
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        futures::future::join_all(services),
+    )
+    .await;
     Ok(())
 }
 
@@ -682,15 +697,19 @@ fn start_agent(
     );
     let node = config.node_name.clone();
     let stop = shutdown.clone();
-    tokio::spawn(async move {
-        if let Err(e) = node_net::start_services(services, network, &node, node_ip, stop).await {
-            eprintln!("skiff: {e:#}");
-        }
-    });
     Ok(tokio::spawn(async move {
+        let services = match node_net::start_services(services, network, &node, node_ip, stop).await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("skiff: {e:#}");
+                Vec::new()
+            }
+        };
         if let Err(e) = skiff_agent::kubelet::run(client, runtime, images, config, shutdown).await {
             eprintln!("skiff agent: {e}");
         }
+        futures::future::join_all(services).await;
     }))
 }
 
@@ -788,6 +807,7 @@ async fn server(args: ServerArgs) -> Result<()> {
     let controllers = skiff_controllers::Config {
         node_monitor_period: args.node_monitor_period,
         node_monitor_grace_period: args.node_monitor_grace_period,
+        cluster_cidr: parse_cidr(&args.cluster_cidr, "cluster-cidr")?,
         ..Default::default()
     };
     tokio::spawn(skiff_controllers::run(

@@ -24,10 +24,11 @@ pub async fn start_services(
     node_name: &str,
     node_ip: Option<Ipv4Addr>,
     shutdown: watch::Receiver<bool>,
-) -> Result<()> {
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
     let cluster = network.cluster().clone();
+    let mut tasks = Vec::new();
     if !cluster.service_proxy && cluster.cluster_dns.is_none() {
-        return Ok(());
+        return Ok(tasks);
     }
     let view = skiff_net::view::spawn(client, shutdown.clone());
     if cluster.service_proxy {
@@ -40,11 +41,11 @@ pub async fn start_services(
             nft: "nft".into(),
         };
         let (view, shutdown) = (view.clone(), shutdown.clone());
-        tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             if let Err(e) = skiff_net::proxy::run(view, config, shutdown).await {
                 eprintln!("skiff: service proxy stopped: {e}");
             }
-        });
+        }));
     }
     if cluster.cluster_dns.is_some() {
         let ip = network
@@ -66,17 +67,17 @@ pub async fn start_services(
         let bind = vec![SocketAddr::new(ip.into(), 53)];
         let mut stop = shutdown.clone();
         let net = network.clone();
-        tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             if let Err(e) = skiff_net::dns::serve(bind, view, config, shutdown).await {
                 eprintln!("skiff: cluster DNS stopped: {e}");
             }
-        });
-        tokio::spawn(async move {
+        }));
+        tasks.push(tokio::spawn(async move {
             let _ = stop.changed().await;
             net.cleanup().await;
-        });
+        }));
     }
-    Ok(())
+    Ok(tasks)
 }
 
 /// The cluster settings from `skiff server`'s flags.

@@ -170,26 +170,39 @@ impl PodNetwork {
         let Some(ip) = self.cluster.cluster_dns else {
             return Ok(None);
         };
-        let exists = ip_cmd(&["link", "show", DNS_INTERFACE]).await.is_ok();
-        if !exists {
-            ip_cmd(&["link", "add", DNS_INTERFACE, "type", "dummy"]).await?;
-        }
+        let dev = self.dns_device().await;
         let addr = format!("{ip}/32");
-        if let Err(e) = ip_cmd(&["addr", "add", &addr, "dev", DNS_INTERFACE]).await
+        if let Err(e) = ip_cmd(&["addr", "add", &addr, "dev", dev]).await
             && !e.contains("File exists")
         {
             return Err(e);
         }
-        ip_cmd(&["link", "set", DNS_INTERFACE, "up"]).await?;
+        ip_cmd(&["link", "set", dev, "up"]).await?;
         Ok(Some(ip))
+    }
+
+    /// The interface for the DNS address: a dummy one, or loopback on kernels
+    /// without dummy links (a local address is reachable on any interface).
+    async fn dns_device(&self) -> &'static str {
+        if ip_cmd(&["link", "show", DNS_INTERFACE]).await.is_ok()
+            || ip_cmd(&["link", "add", DNS_INTERFACE, "type", "dummy"])
+                .await
+                .is_ok()
+        {
+            DNS_INTERFACE
+        } else {
+            "lo"
+        }
     }
 
     /// Removes what [`add_dns_address`](Self::add_dns_address) and the
     /// masquerade added (at agent shutdown). Routes and the bridge stay, so
     /// running pods keep their network while the agent restarts.
     pub async fn cleanup(&self) {
-        if self.cluster.cluster_dns.is_some() {
-            let _ = ip_cmd(&["link", "del", DNS_INTERFACE]).await;
+        if let Some(ip) = self.cluster.cluster_dns {
+            if ip_cmd(&["link", "del", DNS_INTERFACE]).await.is_err() {
+                let _ = ip_cmd(&["addr", "del", &format!("{ip}/32"), "dev", "lo"]).await;
+            }
         }
     }
 
