@@ -503,6 +503,8 @@ struct Worker {
     backoff_reported: HashMap<String, u32>,
     /// A DNS configuration problem found writing the pod's resolv.conf, to record as an event.
     dns_warning: Option<pod_files::DnsWarning>,
+    /// The sandbox the DNS warning was last recorded for.
+    dns_warned: Option<String>,
 }
 
 /// The hostPorts of a pod's containers, as the portmap plugin takes them.
@@ -602,6 +604,7 @@ async fn pod_worker(k: Arc<Kubelet>, uid: String, mut rx: watch::Receiver<Option
         start_failed: false,
         backoff_reported: HashMap::new(),
         dns_warning: None,
+        dns_warned: None,
     };
     loop {
         let pod = rx.borrow_and_update().clone();
@@ -1298,7 +1301,11 @@ impl Worker {
                 }
             };
         mounts.extend(self.pod_files(pod, c, attempt, sb.ip));
-        if let Some(w) = self.dns_warning.take() {
+        if let Some(w) = self.dns_warning.take()
+            && self.dns_warned.as_deref() != Some(sb.id.as_str())
+        {
+            // Once per sandbox, as the kubelet reports it when it makes one.
+            self.dns_warned = Some(sb.id.clone());
             self.k
                 .recorder
                 .pod(pod, None, "Warning", w.reason, &w.message)

@@ -770,7 +770,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         args.disable_kube_proxy,
         &args.disable,
     )?;
-    config.cluster_dns_enabled = cluster.cluster_dns.is_some();
+    config.cluster_dns_enabled = cluster.dns_server;
     config.node_network = Some(serde_json::to_value(&cluster)?);
     config.tls_san = args.tls_san.clone();
     config.default_toleration_seconds = skiff_api::defaults::DefaultTolerationSeconds {

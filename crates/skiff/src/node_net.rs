@@ -27,7 +27,8 @@ pub async fn start_services(
 ) -> Result<Vec<tokio::task::JoinHandle<()>>> {
     let cluster = network.cluster().clone();
     let mut tasks = Vec::new();
-    if !cluster.service_proxy && cluster.cluster_dns.is_none() {
+    let serve_dns = cluster.dns_server && cluster.cluster_dns.is_some();
+    if !cluster.service_proxy && !serve_dns {
         return Ok(tasks);
     }
     let view = skiff_net::view::spawn(client, shutdown.clone());
@@ -47,7 +48,7 @@ pub async fn start_services(
             }
         }));
     }
-    if cluster.cluster_dns.is_some() {
+    if serve_dns {
         let ip = network
             .add_dns_address()
             .await
@@ -116,7 +117,8 @@ pub fn cluster_network(
     Ok(ClusterNetwork {
         cluster_cidr,
         service_cidr,
-        cluster_dns: (!disable.iter().any(|d| d == "coredns")).then_some(cluster_dns),
+        cluster_dns: Some(cluster_dns),
+        dns_server: !disable.iter().any(|d| d == "coredns"),
         cluster_domain: cluster_domain.to_string(),
         pod_network,
         service_proxy: !disable_kube_proxy,

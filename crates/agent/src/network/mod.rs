@@ -36,8 +36,13 @@ pub struct ClusterNetwork {
     pub cluster_cidr: (Ipv4Addr, u8),
     /// `--service-cidr`.
     pub service_cidr: (Ipv4Addr, u8),
-    /// `--cluster-dns`, None when the cluster DNS is disabled (`--disable=coredns`).
+    /// `--cluster-dns`: the nameserver of ClusterFirst pods (None: not configured,
+    /// pods then resolve as their node does).
     pub cluster_dns: Option<Ipv4Addr>,
+    /// Whether each node answers on the cluster DNS address (false with
+    /// `--disable=coredns`: pods still point there, for a DNS the user runs).
+    #[serde(default = "yes")]
+    pub dns_server: bool,
     /// `--cluster-domain`.
     pub cluster_domain: String,
     /// False with `--flannel-backend=none`: pods get a network namespace with
@@ -55,6 +60,7 @@ impl ClusterNetwork {
             service_cidr: (Ipv4Addr::new(10, 43, 0, 0), 16),
             cluster_dns: Some(Ipv4Addr::new(10, 43, 0, 10)),
             cluster_domain: "cluster.local".into(),
+            dns_server: true,
             pod_network: true,
             service_proxy: true,
         }
@@ -65,6 +71,10 @@ impl Default for ClusterNetwork {
     fn default() -> Self {
         Self::new()
     }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Parses "A.B.C.D/N" into the network address and prefix length.
@@ -167,7 +177,7 @@ impl PodNetwork {
     /// Puts the cluster DNS address on the node's dummy interface, so the DNS
     /// server can bind it and pods reach it through their gateway.
     pub async fn add_dns_address(&self) -> Result<Option<Ipv4Addr>, String> {
-        let Some(ip) = self.cluster.cluster_dns else {
+        let Some(ip) = self.cluster.cluster_dns.filter(|_| self.cluster.dns_server) else {
             return Ok(None);
         };
         let dev = self.dns_device().await;
@@ -199,7 +209,7 @@ impl PodNetwork {
     /// masquerade added (at agent shutdown). Routes and the bridge stay, so
     /// running pods keep their network while the agent restarts.
     pub async fn cleanup(&self) {
-        if let Some(ip) = self.cluster.cluster_dns {
+        if let Some(ip) = self.cluster.cluster_dns.filter(|_| self.cluster.dns_server) {
             if ip_cmd(&["link", "del", DNS_INTERFACE]).await.is_err() {
                 let _ = ip_cmd(&["addr", "del", &format!("{ip}/32"), "dev", "lo"]).await;
             }
