@@ -244,3 +244,128 @@ spec:
     });
     assert!(both.contains(&got), "{got}");
 }
+
+#[test]
+fn host_ports_affinity_hosts_env_port_forward_and_address_release() {
+    let Some(mut s) = Server::start_networked(&["--node-name", "n1"]) else {
+        return;
+    };
+    s.join_agent("n2", &[]);
+    // A Service created before the client, so the client's containers get its variables.
+    s.apply(
+        r#"apiVersion: v1
+kind: Service
+metadata: {name: aff}
+spec:
+  selector: {app: aff}
+  sessionAffinity: ClientIP
+  ports: [{port: 80, targetPort: http}]
+"#,
+    );
+    let mut a = web_pod("web-a", "n2", false).replace("app: web", "app: aff");
+    a = a.replace(
+        "[{name: http, containerPort: 8080}]",
+        "[{name: http, containerPort: 8080, hostPort: 8081}]",
+    );
+    s.apply(&a);
+    s.apply(&web_pod("web-b", "n1", false).replace("app: web", "app: aff"));
+    s.apply(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  nodeName: n1
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: c, image: busybox, command: [sleep, "3600"]}
+"#,
+    );
+    for p in ["web-a", "web-b", "client"] {
+        wait_ready(&s, p);
+    }
+    let ip_a = s.jsonpath("web-a", "{.status.podIP}");
+
+    // The kubelet's /etc/hosts names the pod.
+    let hosts = s.ok(&["exec", "web-a", "--", "cat", "/etc/hosts"]);
+    assert!(
+        hosts.starts_with("# Kubernetes-managed hosts file.\n"),
+        "{hosts}"
+    );
+    assert!(hosts.contains(&format!("\n{ip_a}\tweb-a\n")), "{hosts}");
+
+    // Service variables, the kubernetes Service's included.
+    let cluster_ip = s.ok(&["get", "svc", "aff", "-o", "jsonpath={.spec.clusterIP}"]);
+    let env = s.ok(&["exec", "client", "--", "env"]);
+    assert!(
+        env.contains(&format!("AFF_SERVICE_HOST={cluster_ip}\n")),
+        "{env}"
+    );
+    assert!(env.contains("AFF_SERVICE_PORT=80\n"), "{env}");
+    assert!(env.contains("KUBERNETES_SERVICE_HOST=10.43.0.1\n"), "{env}");
+
+    // hostPort: the node's address forwards into the pod.
+    let got = wait_for("hostPort answers", Duration::from_secs(20), || {
+        let out = s.on_host(
+            1,
+            &[
+                "/bin/busybox",
+                "timeout",
+                "5",
+                "/bin/busybox",
+                "wget",
+                "-qO-",
+                "http://10.99.0.2:8081/",
+            ],
+        );
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    });
+    assert_eq!(got, "web-a");
+
+    // ClientIP affinity: one client, one backend (named targetPort resolved per pod).
+    wait_for("endpoints of aff", Duration::from_secs(20), || {
+        (endpoint_ips(&s, "aff").len() == 2).then_some(())
+    });
+    let seen = wait_for("affinity", Duration::from_secs(20), || {
+        let a = answers(&s, "client", &format!("http://{cluster_ip}/"), 12);
+        (a.len() == 1).then_some(a)
+    });
+    assert_eq!(seen.len(), 1, "{seen:?}");
+
+    // kubectl port-forward svc/aff: kubectl picks a pod of the Service.
+    let out = s.data().join("pf.out");
+    let mut pf = s.kubectl_spawn(&["port-forward", "svc/aff", "18080:80"], &out);
+    let body = wait_for(
+        "port-forward to the Service",
+        Duration::from_secs(20),
+        || {
+            let o = s.on_host(
+                1,
+                &[
+                    "/bin/busybox",
+                    "timeout",
+                    "5",
+                    "/bin/busybox",
+                    "wget",
+                    "-qO-",
+                    "http://127.0.0.1:18080/",
+                ],
+            );
+            o.status
+                .success()
+                .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        },
+    );
+    let _ = pf.kill();
+    let _ = pf.wait();
+    assert!(body == "web-a" || body == "web-b", "{body}");
+
+    // Deleting a pod releases its address on its node.
+    let held = s.data().join("n2/agent/cni/networks/skiff").join(&ip_a);
+    assert!(held.exists(), "{} is allocated", held.display());
+    s.ok(&["delete", "pod", "web-a", "--wait=true"]);
+    wait_for("web-a's address released", Duration::from_secs(20), || {
+        (!held.exists()).then_some(())
+    });
+}

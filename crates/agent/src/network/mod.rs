@@ -103,6 +103,8 @@ pub struct PodNetwork {
     dir: PathBuf,
     bin_dirs: Vec<PathBuf>,
     bridge: RwLock<Option<Arc<BridgeNetwork>>>,
+    /// Why configuring the network last failed, shown in the node's Ready condition.
+    failure: RwLock<Option<String>>,
 }
 
 impl PodNetwork {
@@ -113,6 +115,7 @@ impl PodNetwork {
             dir,
             bin_dirs: cni::DEFAULT_BIN_DIRS.iter().map(PathBuf::from).collect(),
             bridge: RwLock::new(None),
+            failure: RwLock::new(None),
         }
     }
 
@@ -129,7 +132,12 @@ impl PodNetwork {
         }
         match self.bridge.read().expect("lock").clone() {
             Some(b) => Ok(Some(b)),
-            None => Err(NOT_READY.to_string()),
+            None => Err(match self.failure.read().expect("lock").as_deref() {
+                Some(why) => format!(
+                    "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:{why}"
+                ),
+                None => NOT_READY.to_string(),
+            }),
         }
     }
 
@@ -152,6 +160,24 @@ impl PodNetwork {
         }
         if self.configured().is_some_and(|b| b.subnet == cidr) {
             return Ok(());
+        }
+        let result = self.configure(cidr).await;
+        *self.failure.write().expect("lock") = result.clone().err();
+        result
+    }
+
+    async fn configure(&self, cidr: (Ipv4Addr, u8)) -> Result<(), String> {
+        for plugin in ["bridge", "host-local", "portmap"] {
+            if !self.bin_dirs.iter().any(|d| d.join(plugin).is_file()) {
+                return Err(format!(
+                    "CNI plugin {plugin:?} not found in {} (apt-get install containernetworking-plugins)",
+                    self.bin_dirs
+                        .iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
         }
         let bridge = BridgeNetwork {
             name: "skiff".into(),

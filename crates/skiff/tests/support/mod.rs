@@ -287,6 +287,19 @@ impl Server {
         }
     }
 
+    /// Starts kubectl in the background (in the server's network namespace when
+    /// networked), its output going to `out`.
+    pub fn kubectl_spawn(&self, args: &[&str], out: &Path) -> Child {
+        self.in_ns("kubectl")
+            .env("KUBECONFIG", self.data().join("kubeconfig.yaml"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(out).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl runs")
+    }
+
     /// Runs a command in the network namespace of lab host `i` (1 = the server's).
     pub fn on_host(&self, i: usize, args: &[&str]) -> Output {
         let lab = self.lab.as_ref().expect("a networked cluster");
