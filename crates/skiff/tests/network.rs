@@ -147,6 +147,25 @@ spec:
         "the DNS name reaches both pods"
     );
     assert!(fetch(&s, "client", "http://web/").is_some(), "search path");
+    // The one-liner: a throw-away pod fetching through the DNS name.
+    let out = s.kubectl(&[
+        "run",
+        "c",
+        "--image=busybox",
+        "--rm",
+        "-i",
+        "--restart=Never",
+        "--",
+        "wget",
+        "-qO-",
+        "http://web.default.svc.cluster.local",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success() && (text.contains("web-1") || text.contains("web-2")),
+        "kubectl run --rm -i: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let resolv = s.ok(&["exec", "client", "--", "cat", "/etc/resolv.conf"]);
     assert_eq!(
         resolv,
