@@ -1348,6 +1348,8 @@ impl Worker {
             cgroup_parent: format!("/skiff/pod{}", self.uid),
             security: spec::security(c),
             log_path,
+            stdin: c.stdin.unwrap_or(false),
+            stdin_once: c.stdin_once.unwrap_or(false),
         };
         if let Err(e) = self.k.runtime.create_container(&config).await {
             let msg = e.to_string();

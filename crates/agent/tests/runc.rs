@@ -94,6 +94,8 @@ impl Env {
             cgroup_parent: format!("/{}/pod", self.cgroup_root),
             security: Security::default(),
             log_path: self.tmp.path().join("logs").join(format!("{id}.log")),
+            stdin: false,
+            stdin_once: false,
         }
     }
 

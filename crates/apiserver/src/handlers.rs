@@ -440,16 +440,11 @@ async fn pod_stream(
                     .collect()
             };
             if sub == "attach" {
-                if query.flag("stdin") {
-                    return Err(ApiError::bad_request(format!(
-                        "container {container} in pod {} does not have stdin open; skiff attaches to output only",
-                        target.name
-                    )));
-                }
+                let stdin = query.flag("stdin");
                 let fut = {
                     let target = target.clone();
                     let container = container.clone();
-                    Box::pin(async move { proxy.attach(&target, &container).await })
+                    Box::pin(async move { proxy.attach(&target, &container, stdin).await })
                 };
                 return crate::node::exec_upgrade(req, fut);
             }

@@ -91,8 +91,14 @@ pub trait NodeProxy: Send + Sync + 'static {
         stdin: bool,
         tty: bool,
     ) -> Result<ExecProcess, ApiError>;
-    /// Attaches to a running container's output (its stdout and stderr from now on).
-    async fn attach(&self, target: &PodTarget, container: &str) -> Result<ExecProcess, ApiError>;
+    /// Attaches to a running container: its output (stdout and stderr), and with
+    /// `stdin` its input, when the container keeps stdin open.
+    async fn attach(
+        &self,
+        target: &PodTarget,
+        container: &str,
+        stdin: bool,
+    ) -> Result<ExecProcess, ApiError>;
     /// Opens a TCP connection to `port` inside the pod's network namespace (for port-forward).
     async fn connect(&self, target: &PodTarget, port: u16) -> Result<PodConn, ApiError>;
 }

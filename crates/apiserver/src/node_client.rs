@@ -335,15 +335,21 @@ impl NodeProxy for RemoteNodes {
         Ok(process_over(ws, stdin, tty))
     }
 
-    async fn attach(&self, t: &PodTarget, container: &str) -> Result<ExecProcess, ApiError> {
+    async fn attach(
+        &self,
+        t: &PodTarget,
+        container: &str,
+        stdin: bool,
+    ) -> Result<ExecProcess, ApiError> {
         let path = format!(
-            "/attach/{}/{}/{}?output=1&error=1",
+            "/attach/{}/{}/{}?output=1&error=1{}",
             enc(&t.namespace),
             enc(&t.name),
-            enc(container)
+            enc(container),
+            if stdin { "&input=1" } else { "" }
         );
         let ws = self.websocket(t, &path, "v5.channel.k8s.io").await?;
-        Ok(process_over(ws, false, false))
+        Ok(process_over(ws, stdin, false))
     }
 
     async fn connect(&self, t: &PodTarget, port: u16) -> Result<PodConn, ApiError> {

@@ -186,7 +186,10 @@ async fn handle(node: &NodeServer, req: Request<Body>) -> Result<Response<Body>,
         }
         ["attach", ns, pod, container] => {
             let t = target(node, ns, pod).await?;
-            let p = node.proxy.attach(&t, container).await?;
+            let p = node
+                .proxy
+                .attach(&t, container, flag(&req, "input"))
+                .await?;
             crate::node::exec_upgrade(req, Box::pin(async move { Ok(p) }))
         }
         ["portForward", ns, pod] => {
@@ -280,7 +283,12 @@ mod tests {
                 resize: None,
             })
         }
-        async fn attach(&self, _t: &PodTarget, _c: &str) -> Result<ExecProcess, ApiError> {
+        async fn attach(
+            &self,
+            _t: &PodTarget,
+            _c: &str,
+            _stdin: bool,
+        ) -> Result<ExecProcess, ApiError> {
             Err(ApiError::bad_request("container c is not running"))
         }
         async fn connect(&self, _t: &PodTarget, _port: u16) -> Result<PodConn, ApiError> {
@@ -406,7 +414,7 @@ mod tests {
         assert_eq!((out.as_str(), err.as_str()), ("HELLO", "to stderr"));
         assert_eq!(p.wait.await, 3, "the exit code travels back");
 
-        let err = remote.attach(&target, "c").await.err().unwrap();
+        let err = remote.attach(&target, "c", true).await.err().unwrap();
         assert_eq!(
             (err.code, err.message.as_str()),
             (400, "container c is not running")

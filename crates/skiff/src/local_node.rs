@@ -159,16 +159,41 @@ impl NodeProxy for LocalNode {
         }))
     }
 
-    async fn attach(&self, t: &PodTarget, container: &str) -> Result<ExecProcess, ApiError> {
+    async fn attach(
+        &self,
+        t: &PodTarget,
+        container: &str,
+        stdin: bool,
+    ) -> Result<ExecProcess, ApiError> {
         self.check_node(t)?;
-        if !matches!(
-            self.newest_container(t, container, None).await,
-            Some((_, ContainerState::Running { .. }))
-        ) {
+        let Some((id, ContainerState::Running { .. })) =
+            self.newest_container(t, container, None).await
+        else {
             return Err(ApiError::bad_request(format!(
                 "container {container} is not running"
             )));
-        }
+        };
+        // Input goes to the container's stdin socket; a container without
+        // stdin takes none, and the input is dropped as container runtimes do.
+        let socket = self.runc.as_ref().map(|r| r.attach_socket(&id));
+        let input: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>> = match socket {
+            Some(path) if stdin && path.exists() => Some(Box::new(
+                tokio::net::UnixStream::connect(&path)
+                    .await
+                    .map_err(|e| ApiError::internal(format!("attaching to {container}: {e}")))?,
+            )),
+            _ if stdin => Some(Box::new(tokio::io::sink())),
+            _ => None,
+        };
+        // A session on a stdinOnce container (kubectl run -i) sees its output
+        // from the start, so a quick command's output is not lost to the race
+        // between the start and the attach.
+        let replay = stdin
+            && t.pod["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["name"] == container && c["stdinOnce"] == true);
         let dir = Kubelet::log_path(&self.agent_dir, &t.namespace, &t.name, &t.uid, container, 0)
             .parent()
             .expect("log dir")
@@ -212,7 +237,7 @@ impl NodeProxy for LocalNode {
         }
         let opts = LogOptions {
             follow: true,
-            tail_lines: Some(0),
+            tail_lines: if replay { None } else { Some(0) },
             ..Default::default()
         };
         let d2 = done.clone();
@@ -234,7 +259,7 @@ impl NodeProxy for LocalNode {
             exit_code.load(Ordering::SeqCst)
         });
         Ok(ExecProcess {
-            stdin: None,
+            stdin: input,
             stdout: Box::new(r),
             stderr: None,
             wait,

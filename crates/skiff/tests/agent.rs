@@ -797,3 +797,46 @@ spec:
     });
     assert_eq!(s.jsonpath("picky", "{.spec.nodeName}"), node);
 }
+
+/// `kubectl run -i --rm`: the container's stdin is kubectl's (stdinOnce: it
+/// reads EOF when kubectl's input ends), its output comes back, and the pod
+/// is deleted afterwards.
+#[test]
+fn kubectl_run_interactive_feeds_stdin_and_removes_the_pod() {
+    let Some(s) = Server::start(&[]) else {
+        return;
+    };
+    wait_for("node Ready", Duration::from_secs(30), || {
+        let out = s.kubectl(&["get", "nodes", "--no-headers"]);
+        String::from_utf8_lossy(&out.stdout)
+            .contains(" Ready ")
+            .then_some(())
+    });
+    let out = s.kubectl_input(
+        &[
+            "run",
+            "talk",
+            "--image=busybox",
+            "--rm",
+            "-i",
+            "--restart=Never",
+            "--",
+            "sh",
+            "-c",
+            "while read line; do echo \"got: $line\"; done; echo eof",
+        ],
+        b"hello\nworld\n",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "kubectl run -i failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("got: hello\ngot: world\neof\n"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("pod \"talk\" deleted"), "{stdout}");
+}

@@ -148,6 +148,10 @@ pub struct ContainerConfig {
     pub security: Security,
     /// Where stdout and stderr go, in the CRI log format.
     pub log_path: PathBuf,
+    /// Keep stdin open for attach (the container's `stdin`).
+    pub stdin: bool,
+    /// Close stdin when the first attach ends (the container's `stdinOnce`).
+    pub stdin_once: bool,
 }
 
 /// A container's state as the runtime sees it.

@@ -279,6 +279,11 @@ impl RuncRuntime {
         Ok(text.lines().next().unwrap_or("runc").trim().to_string())
     }
 
+    /// The socket feeding container `id`'s stdin; it exists only for containers with stdin.
+    pub fn attach_socket(&self, id: &str) -> PathBuf {
+        self.bundle(id).join(super::shim::ATTACH_SOCKET)
+    }
+
     fn sandbox_dir(&self, id: &str) -> PathBuf {
         self.root.join("sandboxes").join(id)
     }
@@ -1051,6 +1056,11 @@ impl RuncRuntime {
             id: config.id.clone(),
             log: config.log_path.clone(),
             cgroup,
+            stdin: match (config.stdin, config.stdin_once) {
+                (false, _) => String::new(),
+                (true, false) => "open".into(),
+                (true, true) => "once".into(),
+            },
         };
         let shim_log =
             std::fs::File::create(bundle.join("shim.log")).map_err(io_err("creating shim.log"))?;
@@ -1373,6 +1383,8 @@ mod tests {
                 ..Default::default()
             },
             log_path: "/logs/c1.log".into(),
+            stdin: false,
+            stdin_once: false,
         }
     }
 

@@ -78,7 +78,14 @@ pub struct ShimArgs {
     pub log: PathBuf,
     /// The container's cgroup path (relative to each hierarchy's mount point).
     pub cgroup: String,
+    /// The container's stdin: "" (none, /dev/null), "open" (fed by every
+    /// attach), "once" (closed when the first attach ends), from the container's
+    /// `stdin` and `stdinOnce`.
+    pub stdin: String,
 }
+
+/// The Unix socket in the bundle that feeds a container's stdin (when it has one).
+pub const ATTACH_SOCKET: &str = "attach.sock";
 
 impl ShimArgs {
     /// Parses the shim's arguments (without the program name or subcommand).
@@ -97,6 +104,7 @@ impl ShimArgs {
                 "--id" => out.id = value,
                 "--log" => out.log = value.into(),
                 "--cgroup" => out.cgroup = value,
+                "--stdin" => out.stdin = value,
                 other => return Err(format!("unknown flag {other}")),
             }
         }
@@ -128,6 +136,8 @@ impl ShimArgs {
             self.log.display().to_string(),
             "--cgroup".into(),
             self.cgroup.clone(),
+            "--stdin".into(),
+            self.stdin.clone(),
         ]
     }
 }
@@ -235,6 +245,13 @@ fn run(args: &ShimArgs) -> std::io::Result<()> {
         MAX_LOG_FILES,
     )?));
     let pid_file = args.bundle.join("init.pid");
+    // A container with stdin reads a pipe the shim feeds from attach connections.
+    let (stdin, feed) = if args.stdin.is_empty() {
+        (Stdio::null(), None)
+    } else {
+        let (r, w) = std::io::pipe()?;
+        (Stdio::from(r), Some(w))
+    };
     let mut child = runc(args)
         .arg("create")
         .arg("--bundle")
@@ -242,7 +259,7 @@ fn run(args: &ShimArgs) -> std::io::Result<()> {
         .arg("--pid-file")
         .arg(&pid_file)
         .arg(&args.id)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
@@ -276,6 +293,9 @@ fn run(args: &ShimArgs) -> std::io::Result<()> {
         spawn_copier(stdout, "stdout", log.clone()),
         spawn_copier(stderr, "stderr", log.clone()),
     ];
+    if let Some(feed) = feed {
+        serve_stdin(&args.bundle.join(ATTACH_SOCKET), feed, args.stdin == "once")?;
+    }
     report(&args.bundle, &ShimState::Created { pid })?;
 
     let (exit_code, signal) = reap(pid);
@@ -304,6 +324,26 @@ fn run(args: &ShimArgs) -> std::io::Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+    Ok(())
+}
+
+/// Feeds the container's stdin from connections to `socket`, one at a time;
+/// with `once`, the end of the first connection closes stdin (the container
+/// reads EOF), as Kubernetes' stdinOnce does.
+fn serve_stdin(socket: &Path, feed: std::io::PipeWriter, once: bool) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(socket);
+    let listener = std::os::unix::net::UnixListener::bind(socket)?;
+    std::thread::spawn(move || {
+        let mut feed = feed;
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let _ = std::io::copy(&mut conn, &mut feed);
+            if once {
+                // Dropping the writer closes the container's stdin.
+                return;
+            }
+        }
+    });
     Ok(())
 }
 
@@ -568,6 +608,7 @@ mod tests {
             id: "c1".into(),
             log: "/l/0.log".into(),
             cgroup: "/skiff/pod1/c1".into(),
+            stdin: "once".into(),
         };
         assert_eq!(ShimArgs::parse(&a.to_args()).unwrap(), a);
         assert!(ShimArgs::parse(&["--id".into()]).is_err());

@@ -466,6 +466,22 @@ impl Server {
             .expect("kubectl runs")
     }
 
+    /// Runs kubectl with `input` on its stdin.
+    pub fn kubectl_input(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .in_ns("kubectl")
+            .env("KUBECONFIG", self.data().join("kubeconfig.yaml"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     /// Runs kubectl, asserts success, returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
