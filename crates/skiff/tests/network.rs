@@ -172,6 +172,42 @@ spec:
         "search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.43.0.10\noptions ndots:5\n"
     );
 
+    // The API server through the kubernetes Service, by name.
+    let out = s.kubectl(&[
+        "exec",
+        "client",
+        "--",
+        "sh",
+        "-c",
+        "echo | timeout 5 nc kubernetes.default.svc.cluster.local 443",
+    ]);
+    assert!(
+        out.status.success(),
+        "kubernetes Service: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // An ExternalName Service is a CNAME, here to the web Service.
+    s.ok(&[
+        "create",
+        "service",
+        "externalname",
+        "ext",
+        "--external-name",
+        "web.default.svc.cluster.local",
+    ]);
+    let text = wait_for("ExternalName resolves", Duration::from_secs(20), || {
+        let out = s.kubectl(&[
+            "exec",
+            "client",
+            "--",
+            "nslookup",
+            "ext.default.svc.cluster.local",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.contains(&cluster_ip).then_some(text)
+    });
+    assert!(text.contains("web.default.svc.cluster.local"), "{text}");
+
     // Readiness: web-2 failing its probe leaves the endpoints and the traffic.
     s.ok(&["exec", "web-2", "--", "rm", "/tmp/ready"]);
     wait_for("web-2 out of endpoints", Duration::from_secs(10), || {
