@@ -235,10 +235,10 @@ impl PodNetwork {
     /// masquerade added (at agent shutdown). Routes and the bridge stay, so
     /// running pods keep their network while the agent restarts.
     pub async fn cleanup(&self) {
-        if let Some(ip) = self.cluster.cluster_dns.filter(|_| self.cluster.dns_server) {
-            if ip_cmd(&["link", "del", DNS_INTERFACE]).await.is_err() {
-                let _ = ip_cmd(&["addr", "del", &format!("{ip}/32"), "dev", "lo"]).await;
-            }
+        if let Some(ip) = self.cluster.cluster_dns.filter(|_| self.cluster.dns_server)
+            && ip_cmd(&["link", "del", DNS_INTERFACE]).await.is_err()
+        {
+            let _ = ip_cmd(&["addr", "del", &format!("{ip}/32"), "dev", "lo"]).await;
         }
     }
 
