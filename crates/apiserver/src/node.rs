@@ -72,9 +72,62 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Conn for T {}
 /// A connection [`NodeProxy::connect`] opened.
 pub type PodConn = Box<dyn Conn>;
 
+/// A node a node-level request (metrics) is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeTarget {
+    /// The node's name.
+    pub name: String,
+    /// Its kubelet endpoint (InternalIP and kubelet port), when known.
+    pub kubelet: Option<std::net::SocketAddr>,
+}
+
+/// One cumulative usage sample, as the kubelet's `/metrics/resource` carries it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageSample {
+    /// When it was taken, in milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// CPU time used since the start of the node or container, in seconds.
+    pub cpu_usage_seconds_total: f64,
+    /// Working-set memory (usage minus inactive file pages), in bytes.
+    pub memory_working_set_bytes: u64,
+}
+
+/// One container's sample.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerSample {
+    /// Pod namespace.
+    pub namespace: String,
+    /// Pod name.
+    pub pod: String,
+    /// Container name.
+    pub container: String,
+    /// The sample.
+    pub usage: UsageSample,
+}
+
+/// A node's resource usage: its own and that of each running container.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceMetrics {
+    /// The node as a whole.
+    pub node: UsageSample,
+    /// Every running container.
+    pub containers: Vec<ContainerSample>,
+}
+
 /// The apiserver's way to a node.
 #[async_trait::async_trait]
 pub trait NodeProxy: Send + Sync + 'static {
+    /// The node's cumulative resource usage (its kubelet's `/metrics/resource`).
+    async fn resource_metrics(&self, node: &NodeTarget) -> Result<ResourceMetrics, ApiError> {
+        Err(ApiError::unavailable(format!(
+            "node {:?} serves no resource metrics",
+            node.name
+        )))
+    }
+
     /// A container's log.
     async fn logs(
         &self,
