@@ -34,6 +34,17 @@ spec:
     )
 }
 
+/// A pod on n1 to run requests from.
+const CLIENT: &str = r#"apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  nodeName: n1
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: c, image: busybox, command: [sleep, "3600"]}
+"#;
+
 fn wait_ready(s: &Server, pod: &str) {
     wait_for(&format!("{pod} Ready"), Duration::from_secs(60), || {
         (s.jsonpath(pod, "{.status.conditions[?(@.type==\"Ready\")].status}") == "True")
@@ -86,17 +97,7 @@ fn pods_services_and_dns_across_two_nodes() {
 
     s.apply(&web_pod("web-1", "n1", false));
     s.apply(&web_pod("web-2", "n2", true));
-    s.apply(
-        r#"apiVersion: v1
-kind: Pod
-metadata: {name: client}
-spec:
-  nodeName: n1
-  terminationGracePeriodSeconds: 1
-  containers:
-  - {name: c, image: busybox, command: [sleep, "3600"]}
-"#,
-    );
+    s.apply(CLIENT);
     for p in ["web-1", "web-2", "client"] {
         wait_ready(&s, p);
     }
@@ -324,17 +325,7 @@ spec:
     );
     s.apply(&a);
     s.apply(&web_pod("web-b", "n1", false).replace("app: web", "app: aff"));
-    s.apply(
-        r#"apiVersion: v1
-kind: Pod
-metadata: {name: client}
-spec:
-  nodeName: n1
-  terminationGracePeriodSeconds: 1
-  containers:
-  - {name: c, image: busybox, command: [sleep, "3600"]}
-"#,
-    );
+    s.apply(CLIENT);
     for p in ["web-a", "web-b", "client"] {
         wait_ready(&s, p);
     }
