@@ -57,12 +57,19 @@ pub fn group_list() -> Value {
         .into_iter()
         .filter(|(g, _)| !g.is_empty())
         .map(|(g, vs)| group_json(g, &vs))
+        .chain(std::iter::once(crate::metrics_api::api_group()))
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// `GET /apis/{group}`.
 pub fn group(name: &str) -> Option<Value> {
+    if name == crate::metrics_api::GROUP {
+        let mut v = crate::metrics_api::api_group();
+        v["kind"] = json!("APIGroup");
+        v["apiVersion"] = json!("v1");
+        return Some(v);
+    }
     catalog::groups()
         .into_iter()
         .find(|(g, _)| *g == name && !g.is_empty())
@@ -76,6 +83,9 @@ pub fn group(name: &str) -> Option<Value> {
 
 /// `GET /api/v1` or `/apis/{group}/{version}`: the legacy APIResourceList.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    if group == crate::metrics_api::GROUP {
+        return (version == crate::metrics_api::VERSION).then(crate::metrics_api::resource_list);
+    }
     let mut resources = Vec::new();
     for r in RESOURCES
         .iter()
@@ -184,6 +194,10 @@ pub fn aggregated(core: bool, api_version: &str) -> Value {
             })
             .collect();
         items.push(json!({"metadata": {"name": g, "creationTimestamp": null}, "versions": vs}));
+    }
+    if !core {
+        // Served by the apiserver itself here, where Kubernetes aggregates metrics-server.
+        items.push(crate::metrics_api::aggregated_item());
     }
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": api_version, "metadata": {}, "items": items})
 }
