@@ -254,6 +254,45 @@ mod tests {
     }
 
     #[test]
+    fn metrics_group_is_discoverable_as_kubectl_top_needs() {
+        let names = |l: &Value, key: &str| -> Vec<String> {
+            l[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| {
+                    g["name"]
+                        .as_str()
+                        .or(g["metadata"]["name"].as_str())
+                        .unwrap()
+                        .to_string()
+                })
+                .collect()
+        };
+        assert!(names(&group_list(), "groups").contains(&"metrics.k8s.io".to_string()));
+        let agg = aggregated(false, "apidiscovery.k8s.io/v2");
+        let item = agg["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["metadata"]["name"] == "metrics.k8s.io")
+            .expect("metrics.k8s.io in aggregated discovery");
+        let v = &item["versions"][0];
+        assert_eq!(v["version"], "v1beta1");
+        assert_eq!(v["resources"][0]["responseKind"]["kind"], "NodeMetrics");
+        assert_eq!(v["resources"][1]["scope"], "Namespaced");
+        assert!(
+            aggregated(true, "apidiscovery.k8s.io/v2")["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|i| i["metadata"]["name"] != "metrics.k8s.io")
+        );
+        assert_eq!(group("metrics.k8s.io").unwrap()["kind"], "APIGroup");
+        assert!(resource_list("metrics.k8s.io", "v1").is_none());
+    }
+
+    #[test]
     fn autoscaling_prefers_v2() {
         let g = group("autoscaling").unwrap();
         assert_eq!(g["preferredVersion"]["version"], "v2");

@@ -179,12 +179,20 @@ pub fn apply_scrape(old: Option<&NodeState>, scraped: &ResourceMetrics) -> NodeS
     }
 }
 
-/// A pod's containers' usage, by container name, and the pod's timestamp and
-/// window (those of its earliest container sample): only when every
-/// container has a rate.
-pub fn pod_usage(
-    containers: &BTreeMap<String, Series>,
-) -> Option<(Vec<(String, Usage)>, i64, i64)> {
+/// A pod's usage: each container's, and the pod's timestamp and window
+/// (those of its earliest container sample).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodUsage {
+    /// Usage by container name, in name order.
+    pub containers: Vec<(String, Usage)>,
+    /// The earliest container sample's time.
+    pub timestamp_ms: i64,
+    /// That sample's window.
+    pub window_ms: i64,
+}
+
+/// A pod's usage, only when every container reported has a rate.
+pub fn pod_usage(containers: &BTreeMap<String, Series>) -> Option<PodUsage> {
     let mut out = Vec::with_capacity(containers.len());
     let mut earliest: Option<&Usage> = None;
     for (name, s) in containers {
@@ -195,8 +203,12 @@ pub fn pod_usage(
             earliest = Some(u);
         }
     }
-    let (ts, window) = earliest.map(|e| (e.timestamp_ms, e.window_ms))?;
-    Some((out, ts, window))
+    let (timestamp_ms, window_ms) = earliest.map(|e| (e.timestamp_ms, e.window_ms))?;
+    Some(PodUsage {
+        containers: out,
+        timestamp_ms,
+        window_ms,
+    })
 }
 
 /// Kubernetes' canonical DecimalSI form of a nanocore count, as
@@ -314,11 +326,7 @@ impl MetricsStore {
     }
 
     /// A pod's usage (see [`pod_usage`]), when every container has a rate.
-    pub fn pod_usage(
-        &self,
-        namespace: &str,
-        pod: &str,
-    ) -> Option<(Vec<(String, Usage)>, i64, i64)> {
+    pub fn pod_usage(&self, namespace: &str, pod: &str) -> Option<PodUsage> {
         let key = (namespace.to_string(), pod.to_string());
         let nodes = self.nodes.read().expect("metrics lock");
         nodes
@@ -526,16 +534,16 @@ pub fn node_metrics(store: &MetricsStore, node: &Value, now: &str) -> Option<Val
 
 /// The PodMetrics of a Pod, when all its containers have rates.
 pub fn pod_metrics(store: &MetricsStore, pod: &Value, now: &str) -> Option<Value> {
-    let (containers, ts, window) =
-        store.pod_usage(skiff_api::meta::namespace(pod), skiff_api::meta::name(pod))?;
-    let cs: Vec<Value> = containers
+    let p = store.pod_usage(skiff_api::meta::namespace(pod), skiff_api::meta::name(pod))?;
+    let cs: Vec<Value> = p
+        .containers
         .iter()
         .map(|(name, u)| json!({"name": name, "usage": usage_json(u)}))
         .collect();
     Some(json!({
         "metadata": metadata(pod, true, now),
-        "timestamp": rfc3339(ts),
-        "window": go_duration(window),
+        "timestamp": rfc3339(p.timestamp_ms),
+        "window": go_duration(p.window_ms),
         "containers": cs,
     }))
 }
@@ -672,7 +680,8 @@ mod tests {
     #[test]
     fn usage_is_the_rate_over_the_window() {
         let series = |prev: Option<Point>, last: Point| Series { prev, last };
-        let cases: &[(&str, Series, Option<(&str, &str, &str)>)] = &[
+        type Case<'a> = (&'a str, Series, Option<(&'a str, &'a str, &'a str)>);
+        let cases: &[Case] = &[
             ("one sample", series(None, pt(1_000, 5, 4096)), None),
             (
                 "quarter core over 15.012 s",
@@ -809,15 +818,18 @@ mod tests {
             (cpu_quantity(n.nanocores), n.window_ms),
             ("1".to_string(), 10_000)
         );
-        let (cs, ts, window) = store.pod_usage("default", "web").unwrap();
-        assert_eq!((cs.len(), ts, window), (1, 20_000, 10_000));
-        assert_eq!(cpu_quantity(cs[0].1.nanocores), "250m");
+        let p = store.pod_usage("default", "web").unwrap();
+        assert_eq!(
+            (p.containers.len(), p.timestamp_ms, p.window_ms),
+            (1, 20_000, 10_000)
+        );
+        assert_eq!(cpu_quantity(p.containers[0].1.nanocores), "250m");
 
         // A new sidecar: the pod waits until it has a rate too.
         assert!(store.record(vec![("n1".into(), Ok(round(30_000, true)))]));
         assert_eq!(store.pod_usage("default", "web"), None);
         assert!(!store.record(vec![("n1".into(), Ok(round(40_000, true)))]));
-        let (cs, _, _) = store.pod_usage("default", "web").unwrap();
+        let cs = store.pod_usage("default", "web").unwrap().containers;
         let names: Vec<&str> = cs.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["app", "log"]);
         assert_eq!(cpu_quantity(cs[1].1.nanocores), "0");
@@ -849,7 +861,7 @@ mod tests {
                 last: pt(14_000, 0, 0),
             },
         );
-        let (_, ts, window) = pod_usage(&cs).unwrap();
-        assert_eq!((ts, window), (14_000, 12_000));
+        let p = pod_usage(&cs).unwrap();
+        assert_eq!((p.timestamp_ms, p.window_ms), (14_000, 12_000));
     }
 }
