@@ -57,12 +57,19 @@ pub fn group_list() -> Value {
         .into_iter()
         .filter(|(g, _)| !g.is_empty())
         .map(|(g, vs)| group_json(g, &vs))
+        .chain(std::iter::once(crate::metrics_api::api_group()))
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// `GET /apis/{group}`.
 pub fn group(name: &str) -> Option<Value> {
+    if name == crate::metrics_api::GROUP {
+        let mut v = crate::metrics_api::api_group();
+        v["kind"] = json!("APIGroup");
+        v["apiVersion"] = json!("v1");
+        return Some(v);
+    }
     catalog::groups()
         .into_iter()
         .find(|(g, _)| *g == name && !g.is_empty())
@@ -76,6 +83,9 @@ pub fn group(name: &str) -> Option<Value> {
 
 /// `GET /api/v1` or `/apis/{group}/{version}`: the legacy APIResourceList.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    if group == crate::metrics_api::GROUP {
+        return (version == crate::metrics_api::VERSION).then(crate::metrics_api::resource_list);
+    }
     let mut resources = Vec::new();
     for r in RESOURCES
         .iter()
@@ -185,6 +195,10 @@ pub fn aggregated(core: bool, api_version: &str) -> Value {
             .collect();
         items.push(json!({"metadata": {"name": g, "creationTimestamp": null}, "versions": vs}));
     }
+    if !core {
+        // Served by the apiserver itself here, where Kubernetes aggregates metrics-server.
+        items.push(crate::metrics_api::aggregated_item());
+    }
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": api_version, "metadata": {}, "items": items})
 }
 
@@ -237,6 +251,45 @@ mod tests {
                 .iter()
                 .all(|i| i["metadata"]["name"] != "")
         );
+    }
+
+    #[test]
+    fn metrics_group_is_discoverable_as_kubectl_top_needs() {
+        let names = |l: &Value, key: &str| -> Vec<String> {
+            l[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| {
+                    g["name"]
+                        .as_str()
+                        .or(g["metadata"]["name"].as_str())
+                        .unwrap()
+                        .to_string()
+                })
+                .collect()
+        };
+        assert!(names(&group_list(), "groups").contains(&"metrics.k8s.io".to_string()));
+        let agg = aggregated(false, "apidiscovery.k8s.io/v2");
+        let item = agg["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["metadata"]["name"] == "metrics.k8s.io")
+            .expect("metrics.k8s.io in aggregated discovery");
+        let v = &item["versions"][0];
+        assert_eq!(v["version"], "v1beta1");
+        assert_eq!(v["resources"][0]["responseKind"]["kind"], "NodeMetrics");
+        assert_eq!(v["resources"][1]["scope"], "Namespaced");
+        assert!(
+            aggregated(true, "apidiscovery.k8s.io/v2")["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|i| i["metadata"]["name"] != "metrics.k8s.io")
+        );
+        assert_eq!(group("metrics.k8s.io").unwrap()["kind"], "APIGroup");
+        assert!(resource_list("metrics.k8s.io", "v1").is_none());
     }
 
     #[test]

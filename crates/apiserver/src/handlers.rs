@@ -171,6 +171,19 @@ async fn route(server: Arc<Server>, req: Request<Body>) -> ApiResult<Response> {
         _ => {}
     }
 
+    if let [
+        "apis",
+        crate::metrics_api::GROUP,
+        crate::metrics_api::VERSION,
+        rest @ ..,
+    ] = segs.as_slice()
+    {
+        if method != Method::GET {
+            return Err(ApiError::method_not_allowed());
+        }
+        let v = crate::metrics_api::get(&server, rest, req.uri().query()).await?;
+        return Ok(value_response(StatusCode::OK, &v));
+    }
     let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
         ["api", v, rest @ ..] => ("", v, rest),
         ["apis", g, v, rest @ ..] => (g, v, rest),

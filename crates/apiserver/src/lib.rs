@@ -13,6 +13,8 @@
 //! - [`node`]: reaching a pod's node for logs and exec (the [`node::NodeProxy`] boundary);
 //!   [`node_client`] and [`node_server`]: both ends of the HTTPS protocol to
 //!   remote agents' kubelet endpoints.
+//! - [`metrics_api`]: `metrics.k8s.io/v1beta1` (NodeMetrics, PodMetrics) from a
+//!   scraper of the nodes' cumulative usage, as metrics-server serves it.
 //! - [`protobuf`]: decoding of the protobuf request bodies kubectl's typed clients send.
 //! - [`bootstrap`]: built-in objects and the namespace controller.
 //! - [`tls`]: the CA and serving certificate.
@@ -24,6 +26,7 @@ pub mod discovery;
 pub mod error;
 pub mod handlers;
 pub mod inproc;
+pub mod metrics_api;
 pub mod node;
 pub mod node_client;
 pub mod node_server;
@@ -82,6 +85,9 @@ pub struct Config {
     pub node_network: Option<serde_json::Value>,
     /// Whether the cluster runs its DNS (the `kube-dns` Service then holds `cluster_dns`).
     pub cluster_dns_enabled: bool,
+    /// `--metric-resolution`: how often the resource metrics API scrapes the
+    /// nodes (metrics-server's flag and default, 15 s).
+    pub metric_resolution: std::time::Duration,
 }
 
 impl Config {
@@ -104,6 +110,7 @@ impl Config {
             tls_san: Vec::new(),
             node_network: None,
             cluster_dns_enabled: true,
+            metric_resolution: metrics_api::DEFAULT_RESOLUTION,
         }
     }
 
@@ -167,12 +174,26 @@ pub struct Server {
     pub address: String,
     /// The network settings nodes receive when they join.
     node_network: Option<serde_json::Value>,
+    /// The resource metrics the scraper keeps.
+    metrics: metrics_api::MetricsStore,
+    /// How often the scraper runs.
+    metric_resolution: std::time::Duration,
 }
 
 impl Server {
     /// The registry.
     pub fn registry(&self) -> &registry::Registry {
         &self.registry
+    }
+
+    /// The resource metrics the scraper keeps (`metrics.k8s.io`).
+    pub fn metrics(&self) -> &metrics_api::MetricsStore {
+        &self.metrics
+    }
+
+    /// How often the resource metrics scraper runs.
+    pub fn metric_resolution(&self) -> std::time::Duration {
+        self.metric_resolution
     }
 
     /// The OpenAPI documents, built on first use.
@@ -474,6 +495,10 @@ pub async fn start_with_store(
         remote_nodes,
         address: address.clone(),
         node_network: config.node_network.clone(),
+        metrics: metrics_api::MetricsStore::default(),
+        metric_resolution: config
+            .metric_resolution
+            .max(std::time::Duration::from_millis(100)),
     });
 
     let kubeconfig = config.kubeconfig_path();
@@ -505,7 +530,8 @@ pub async fn start_with_store(
     bootstrap::ensure_builtin(&server, kube_svc_ip, dns, local.port(), host)
         .await
         .map_err(|e| StartError::Bootstrap(e.message))?;
-    bootstrap::spawn_namespace_controller(server.clone(), shutdown_rx);
+    bootstrap::spawn_namespace_controller(server.clone(), shutdown_rx.clone());
+    metrics_api::spawn_scraper(server.clone(), shutdown_rx);
     server.ready.store(true, Ordering::Release);
     // Warm the OpenAPI documents off the request path.
     let s2 = server.clone();
