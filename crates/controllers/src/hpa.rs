@@ -686,6 +686,7 @@ fn ratio(
 }
 
 /// A metric's proposal: replicas, utilization %, average raw usage.
+#[allow(clippy::too_many_arguments)]
 fn replicas_for(
     current: i32,
     target: Target,
@@ -734,9 +735,9 @@ fn replicas_for(
     let tolerance = opts.tolerance;
     // Beyond Kubernetes: never against the ratio; no scale-up while pods crash.
     let settle = |proposal: i32, r: f64| -> i32 {
-        if (r < 1.0 && proposal > current) || (r > 1.0 && proposal < current) {
-            current
-        } else if proposal > current && g.crashing > 0 {
+        let against_ratio = (r < 1.0 && proposal > current) || (r > 1.0 && proposal < current);
+        let up_while_crashing = proposal > current && g.crashing > 0;
+        if against_ratio || up_while_crashing {
             current
         } else {
             proposal

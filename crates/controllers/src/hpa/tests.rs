@@ -3,6 +3,18 @@
 use super::*;
 use serde_json::{Value, json};
 
+/// (what, pods, cpu per pod, current, desired, utilization %).
+type CalcCase = (
+    &'static str,
+    Vec<Pod>,
+    Vec<(&'static str, &'static str)>,
+    i32,
+    i32,
+    i32,
+);
+/// (what, behavior, start replicas, (seconds, cpu per pod) steps, replicas after each).
+type PolicyCase = (&'static str, Value, i32, Vec<(i64, &'static str)>, Vec<i32>);
+
 fn t0() -> Timestamp {
     "2026-01-01T00:10:00Z".parse().unwrap()
 }
@@ -114,7 +126,7 @@ fn replica_calculation_tolerance_band_missing_and_unready_pods() {
         st.start_time = Some(Time("2026-01-01T00:09:00Z".parse().unwrap()));
         st.conditions.as_mut().unwrap()[0].status = "False".into();
     }
-    let cases: Vec<(&str, Vec<Pod>, Vec<(&str, &str)>, i32, i32, i32)> = vec![
+    let cases: Vec<CalcCase> = vec![
         (
             "inside the band: 108% of 100%",
             vec![web("p1"), web("p2")],
@@ -482,7 +494,7 @@ fn behavior_policies_and_select_policy() {
     let up = |select: &str, policies: Value| json!({"scaleUp": {"selectPolicy": select, "policies": policies}});
     let two = json!([{"type": "Pods", "value": 2, "periodSeconds": 60}, {"type": "Percent", "value": 50, "periodSeconds": 60}]);
     // (what, behavior, start, steps, replicas after each)
-    let cases: Vec<(&str, Value, i32, Vec<(i64, &str)>, Vec<i32>)> = vec![
+    let cases: Vec<PolicyCase> = vec![
         (
             "defaults: max(4 pods, 100%) per 15 s",
             json!({}),
