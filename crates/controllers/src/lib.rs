@@ -23,6 +23,8 @@
 //!   deletion).
 //! - [`ipam`]: node IPAM, a pod CIDR for every Node from the cluster CIDR.
 //! - [`endpoints`]: Endpoints and EndpointSlices of Services with a selector.
+//! - [`hpa`]: the HorizontalPodAutoscaler (Resource and ContainerResource
+//!   metrics through the scale subresource).
 //! - `cache` and `events`: watcher-fed maps and Event recording shared by the loops.
 
 pub mod daemonset;
@@ -30,6 +32,7 @@ pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
 pub mod gc;
+pub mod hpa;
 pub mod informer;
 pub mod ipam;
 pub mod job;
@@ -74,6 +77,31 @@ pub struct Config {
     pub cluster_cidr: (std::net::Ipv4Addr, u8),
     /// `--node-cidr-mask-size`: the prefix length of each node's pod CIDR (24).
     pub node_cidr_mask: u8,
+    /// Run the HorizontalPodAutoscaler controller.
+    pub hpa: bool,
+    /// `--horizontal-pod-autoscaler-sync-period` (15 s).
+    pub hpa_sync_period: Duration,
+    /// `--horizontal-pod-autoscaler-tolerance` (0.1).
+    pub hpa_tolerance: f64,
+    /// `--horizontal-pod-autoscaler-cpu-initialization-period` (5 min).
+    pub hpa_cpu_initialization_period: Duration,
+    /// `--horizontal-pod-autoscaler-initial-readiness-delay` (30 s).
+    pub hpa_initial_readiness_delay: Duration,
+    /// `--horizontal-pod-autoscaler-downscale-stabilization` (5 min).
+    pub hpa_downscale_stabilization: Duration,
+}
+
+impl Config {
+    /// The HPA controller's options from these settings.
+    pub fn hpa_options(&self) -> hpa::Options {
+        hpa::Options {
+            sync_period: self.hpa_sync_period,
+            tolerance: self.hpa_tolerance,
+            cpu_initialization_period: self.hpa_cpu_initialization_period,
+            initial_readiness_delay: self.hpa_initial_readiness_delay,
+            downscale_stabilization: self.hpa_downscale_stabilization,
+        }
+    }
 }
 
 impl Default for Config {
@@ -92,6 +120,12 @@ impl Default for Config {
             ipam: true,
             cluster_cidr: (std::net::Ipv4Addr::new(10, 42, 0, 0), 16),
             node_cidr_mask: 24,
+            hpa: true,
+            hpa_sync_period: Duration::from_secs(15),
+            hpa_tolerance: 0.1,
+            hpa_cpu_initialization_period: Duration::from_secs(300),
+            hpa_initial_readiness_delay: Duration::from_secs(30),
+            hpa_downscale_stabilization: Duration::from_secs(300),
         }
     }
 }
@@ -160,6 +194,15 @@ pub async fn run(client: kube::Client, config: Config, shutdown: watch::Receiver
         tasks.push(tokio::spawn(ipam::run(
             client.clone(),
             config.clone(),
+            shutdown.clone(),
+        )));
+    }
+    if config.hpa {
+        tasks.push(tokio::spawn(hpa::run_with_pods(
+            client.clone(),
+            config.hpa_options(),
+            std::sync::Arc::new(hpa::ApiMetrics(client.clone())),
+            informer.subscribe(),
             shutdown.clone(),
         )));
     }
