@@ -45,12 +45,14 @@ fn escape(v: &str) -> String {
         .replace('\n', r"\n")
 }
 
+/// One sample of a family: its label pairs (sorted by name), value and timestamp.
+type FamilySample = (Vec<(&'static str, String)>, f64, Option<i64>);
+
 struct Family {
     name: &'static str,
     help: &'static str,
     kind: &'static str,
-    /// (label pairs sorted by name, value, timestamp)
-    samples: Vec<(Vec<(&'static str, String)>, f64, Option<i64>)>,
+    samples: Vec<FamilySample>,
 }
 
 /// Renders `m` as the kubelet's `/metrics/resource` page.
