@@ -10,7 +10,7 @@
 //!   and `memory.current` minus `memory.stat` `inactive_file`. The working set
 //!   is floored at 0, as cAdvisor computes it.
 //! - The node: `/proc/stat`'s `cpu` line (user, nice, system, irq, softirq and
-//!   steal jiffies; idle and iowait are not use) and `/proc/meminfo`. The
+//!   steal jiffies; idle and iowait count as idle) and `/proc/meminfo`. The
 //!   node's working set is `MemTotal − MemAvailable`: the kubelet takes the
 //!   root cgroup's working set instead, but the root cgroup counts page cache
 //!   of the whole machine that the kernel can drop at once, and on a host that
