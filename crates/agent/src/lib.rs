@@ -5,6 +5,7 @@
 //! - [`events`]: events about pods, folded with counts as the kubelet records them.
 //! - [`hollow`]: hollow nodes, many simulated nodes with a fake runtime in one process (`skiff sim`).
 //! - [`logs`]: CRI log files read back for `kubectl logs`.
+//! - [`metrics`]: CPU and working-set memory of the node and its containers (`/metrics/resource`).
 //! - [`network`]: the pod network: CNI attachment, routes between nodes, masquerade.
 //! - [`runtime`]: the container runtime boundary (runc under a shim; a fake for tests).
 //! - [`image`]: the image store, archive import and reference resolution.
@@ -19,6 +20,7 @@ pub mod hollow;
 pub mod image;
 pub mod kubelet;
 pub mod logs;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod pod;

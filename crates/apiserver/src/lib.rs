@@ -35,6 +35,7 @@ pub mod portforward;
 mod proto_schema;
 pub mod protobuf;
 pub mod registry;
+pub mod resource_metrics;
 pub mod table;
 pub mod tls;
 

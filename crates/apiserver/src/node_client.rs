@@ -7,10 +7,13 @@
 //! The paths are the kubelet's: `GET /containerLogs/{ns}/{pod}/{container}`,
 //! `/exec/…` and `/attach/…` as WebSockets speaking `v5.channel.k8s.io`, and
 //! `/portForward/{ns}/{pod}?port=N` as a WebSocket carrying the raw bytes of
-//! one connection (subprotocol [`PORT_FORWARD_PROTOCOL`]).
+//! one connection (subprotocol [`PORT_FORWARD_PROTOCOL`]), and
+//! `GET /metrics/resource` for a node's resource usage.
 
 use crate::error::ApiError;
-use crate::node::{ExecProcess, LogRequest, NodeProxy, PodConn, PodTarget};
+use crate::node::{
+    ExecProcess, LogRequest, NodeProxy, NodeTarget, PodConn, PodTarget, ResourceMetrics,
+};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{SinkExt, StreamExt};
@@ -63,6 +66,40 @@ impl RemoteNodes {
             .connect(name, tcp)
             .await
             .map_err(unreachable)
+    }
+
+    /// `GET uri` on the kubelet at `addr`: the response when it is 200 OK, else
+    /// the error the agent's answer describes.
+    async fn get(
+        &self,
+        addr: SocketAddr,
+        uri: &str,
+    ) -> Result<http::Response<hyper::body::Incoming>, ApiError> {
+        let io = self.dial(addr).await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+                .await
+                .map_err(|e| ApiError::unavailable(format!("kubelet at {addr}: {e}")))?;
+        tokio::spawn(conn);
+        let request = http::Request::get(uri)
+            .header(http::header::HOST, addr.to_string())
+            .body(http_body_util::Empty::<Bytes>::new())
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let resp = sender
+            .send_request(request)
+            .await
+            .map_err(|e| ApiError::unavailable(format!("kubelet at {addr}: {e}")))?;
+        let code = resp.status().as_u16();
+        if code != 200 {
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            return Err(status_error(code, &body));
+        }
+        Ok(resp)
     }
 
     /// Opens a WebSocket to `path_and_query` on the target's node.
@@ -258,19 +295,34 @@ fn process_over(
 
 #[async_trait::async_trait]
 impl NodeProxy for RemoteNodes {
+    async fn resource_metrics(&self, node: &NodeTarget) -> Result<ResourceMetrics, ApiError> {
+        let addr = node.kubelet.ok_or_else(|| {
+            ApiError::unavailable(format!(
+                "node {:?} has no kubelet endpoint (InternalIP and daemonEndpoints)",
+                node.name
+            ))
+        })?;
+        let resp = self.get(addr, "/metrics/resource").await?;
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ApiError::unavailable(format!("kubelet at {addr}: {e}")))?
+            .to_bytes();
+        crate::resource_metrics::parse_prometheus(&String::from_utf8_lossy(&body)).map_err(|e| {
+            ApiError::internal(format!(
+                "reading the resource metrics of node {:?}: {e}",
+                node.name
+            ))
+        })
+    }
+
     async fn logs(
         &self,
         t: &PodTarget,
         container: &str,
         req: &LogRequest,
     ) -> Result<BoxStream<'static, Bytes>, ApiError> {
-        let addr = Self::endpoint(t)?;
-        let io = self.dial(addr).await?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
-                .await
-                .map_err(|e| ApiError::unavailable(format!("kubelet at {addr}: {e}")))?;
-        tokio::spawn(conn);
         let uri = format!(
             "/containerLogs/{}/{}/{}{}",
             enc(&t.namespace),
@@ -278,24 +330,7 @@ impl NodeProxy for RemoteNodes {
             enc(container),
             log_query(req)
         );
-        let request = http::Request::get(uri)
-            .header(http::header::HOST, addr.to_string())
-            .body(http_body_util::Empty::<Bytes>::new())
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        let resp = sender
-            .send_request(request)
-            .await
-            .map_err(|e| ApiError::unavailable(format!("kubelet at {addr}: {e}")))?;
-        let code = resp.status().as_u16();
-        if code != 200 {
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            return Err(status_error(code, &body));
-        }
+        let resp = self.get(Self::endpoint(t)?, &uri).await?;
         let body = resp.into_body().into_data_stream();
         Ok(body
             .take_while(|r| futures::future::ready(r.is_ok()))

@@ -5,10 +5,11 @@
 //! Paths, as the kubelet's: `GET /containerLogs/{ns}/{pod}/{container}`,
 //! `/exec/{ns}/{pod}/{container}?command=…&input=1&tty=1` and
 //! `/attach/{ns}/{pod}/{container}` (WebSocket, `v5.channel.k8s.io`),
-//! `/portForward/{ns}/{pod}?port=N` (WebSocket, raw bytes) and `/healthz`.
+//! `/portForward/{ns}/{pod}?port=N` (WebSocket, raw bytes), `/metrics/resource`
+//! (the node's and its containers' usage, Prometheus text) and `/healthz`.
 
 use crate::error::ApiError;
-use crate::node::{LogRequest, NodeProxy, PodTarget};
+use crate::node::{LogRequest, NodeProxy, NodeTarget, PodTarget};
 use axum::body::Body;
 use axum::response::IntoResponse;
 use futures::StreamExt;
@@ -155,6 +156,21 @@ async fn handle(node: &NodeServer, req: Request<Body>) -> Result<Response<Body>,
     }
     match parts.as_slice() {
         ["healthz"] => Ok("ok".into_response()),
+        ["metrics", "resource"] => {
+            let target = NodeTarget {
+                name: node.node_name.clone(),
+                kubelet: None,
+            };
+            let metrics = node.proxy.resource_metrics(&target).await?;
+            let mut resp = Response::new(Body::from(crate::resource_metrics::render_prometheus(
+                &metrics,
+            )));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(crate::resource_metrics::CONTENT_TYPE),
+            );
+            Ok(resp)
+        }
         ["containerLogs", ns, pod, container] => {
             let t = target(node, ns, pod).await?;
             let lr = log_request(&req)?;
@@ -217,7 +233,7 @@ async fn handle(node: &NodeServer, req: Request<Body>) -> Result<Response<Body>,
 mod tests {
     //! Both ends of the node protocol over real TLS, against a scripted node.
     use super::*;
-    use crate::node::{ExecProcess, PodConn};
+    use crate::node::{ContainerSample, ExecProcess, PodConn, ResourceMetrics, UsageSample};
     use crate::node_client::RemoteNodes;
     use bytes::Bytes;
     use futures::stream::BoxStream;
@@ -231,8 +247,35 @@ mod tests {
         echo: std::net::SocketAddr,
     }
 
+    /// What the scripted node reports as its usage.
+    fn scripted_metrics() -> ResourceMetrics {
+        ResourceMetrics {
+            node: UsageSample {
+                timestamp_ms: 1_764_300_000_123,
+                cpu_usage_seconds_total: 20795.19,
+                memory_working_set_bytes: 1_081_344_000,
+            },
+            containers: vec![ContainerSample {
+                namespace: "ns".into(),
+                pod: "web".into(),
+                container: "c".into(),
+                usage: UsageSample {
+                    timestamp_ms: 1_764_300_000_125,
+                    cpu_usage_seconds_total: 12.345678901,
+                    memory_working_set_bytes: 10_469_376,
+                },
+            }],
+        }
+    }
+
     #[async_trait::async_trait]
     impl NodeProxy for Scripted {
+        async fn resource_metrics(&self, node: &NodeTarget) -> Result<ResourceMetrics, ApiError> {
+            if node.name != "n1" {
+                return Err(ApiError::internal(format!("asked for {:?}", node.name)));
+            }
+            Ok(scripted_metrics())
+        }
         async fn logs(
             &self,
             t: &PodTarget,
@@ -428,6 +471,33 @@ mod tests {
         assert_eq!(
             back, b"echo:ping",
             "half-close reaches the pod and the reply comes back"
+        );
+    }
+
+    #[tokio::test]
+    async fn resource_metrics_cross_the_node_protocol() {
+        let (remote, target, _stop) = setup().await;
+        let node = NodeTarget {
+            name: "n1".into(),
+            kubelet: target.kubelet,
+        };
+        assert_eq!(
+            remote.resource_metrics(&node).await.unwrap(),
+            scripted_metrics()
+        );
+        let err = remote
+            .resource_metrics(&NodeTarget {
+                name: "n2".into(),
+                kubelet: None,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (
+                503,
+                "node \"n2\" has no kubelet endpoint (InternalIP and daemonEndpoints)"
+            )
         );
     }
 

@@ -1,15 +1,19 @@
 //! The embedded node as the apiserver reaches it: logs from the agent's CRI
-//! files, exec through runc.
+//! files, exec through runc, resource usage from /proc and the containers' cgroups.
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use serde_json::Value;
 use skiff_agent::kubelet::Kubelet;
 use skiff_agent::logs::{self, LogOptions};
+use skiff_agent::metrics::{self, NodeUsage};
 use skiff_agent::runtime::runc::RuncRuntime;
 use skiff_agent::runtime::{ContainerState, Runtime, labels};
 use skiff_apiserver::error::ApiError;
-use skiff_apiserver::node::{ExecProcess, LogRequest, NodeProxy, PodConn, PodTarget};
+use skiff_apiserver::node::{
+    ContainerSample, ExecProcess, LogRequest, NodeProxy, NodeTarget, PodConn, PodTarget,
+    ResourceMetrics, UsageSample,
+};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +39,32 @@ fn waiting_reason(pod: &Value, container: &str) -> Option<String> {
                 .as_str()
                 .map(str::to_string)
         })
+}
+
+/// The collector's reading as the apiserver's [`ResourceMetrics`]; an error
+/// when the node's own figures could not be read.
+fn resource_metrics(usage: NodeUsage) -> Result<ResourceMetrics, ApiError> {
+    let sample = |s: metrics::Sample| UsageSample {
+        timestamp_ms: s.timestamp_ms,
+        cpu_usage_seconds_total: s.usage.cpu_seconds,
+        memory_working_set_bytes: s.usage.memory_working_set_bytes,
+    };
+    let node = usage
+        .node
+        .ok_or_else(|| ApiError::internal("reading the node's usage from /proc failed"))?;
+    Ok(ResourceMetrics {
+        node: sample(node),
+        containers: usage
+            .containers
+            .into_iter()
+            .map(|c| ContainerSample {
+                namespace: c.namespace,
+                pod: c.pod,
+                container: c.container,
+                usage: sample(c.sample),
+            })
+            .collect(),
+    })
 }
 
 impl LocalNode {
@@ -81,6 +111,23 @@ impl LocalNode {
 
 #[async_trait::async_trait]
 impl NodeProxy for LocalNode {
+    async fn resource_metrics(&self, node: &NodeTarget) -> Result<ResourceMetrics, ApiError> {
+        if node.name != self.node_name {
+            return Err(ApiError::unavailable(format!(
+                "node {:?} is not reachable from this server yet",
+                node.name
+            )));
+        }
+        let roots = metrics::Roots::default();
+        let usage = match &self.runc {
+            Some(runc) => metrics::collect_runc(runc, &roots).await,
+            None => tokio::task::spawn_blocking(move || metrics::collect(&roots, &[]))
+                .await
+                .unwrap_or_default(),
+        };
+        resource_metrics(usage)
+    }
+
     async fn logs(
         &self,
         t: &PodTarget,
@@ -338,5 +385,58 @@ impl NodeProxy for LocalNode {
             wait,
             resize: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_collectors_reading_becomes_resource_metrics() {
+        let s = |ts, cpu, mem| metrics::Sample {
+            timestamp_ms: ts,
+            usage: metrics::Usage {
+                cpu_seconds: cpu,
+                memory_working_set_bytes: mem,
+            },
+        };
+        let usage = NodeUsage {
+            node: Some(s(10, 100.5, 4096)),
+            containers: vec![metrics::ContainerUsage {
+                namespace: "ns".into(),
+                pod: "web".into(),
+                container: "app".into(),
+                sample: s(11, 0.25, 1024),
+            }],
+        };
+        assert_eq!(
+            resource_metrics(usage).unwrap(),
+            ResourceMetrics {
+                node: UsageSample {
+                    timestamp_ms: 10,
+                    cpu_usage_seconds_total: 100.5,
+                    memory_working_set_bytes: 4096
+                },
+                containers: vec![ContainerSample {
+                    namespace: "ns".into(),
+                    pod: "web".into(),
+                    container: "app".into(),
+                    usage: UsageSample {
+                        timestamp_ms: 11,
+                        cpu_usage_seconds_total: 0.25,
+                        memory_working_set_bytes: 1024
+                    }
+                }]
+            }
+        );
+        let err = resource_metrics(NodeUsage::default()).unwrap_err();
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (
+                500,
+                "Internal error occurred: reading the node's usage from /proc failed"
+            )
+        );
     }
 }

@@ -279,6 +279,13 @@ impl RuncRuntime {
         Ok(text.lines().next().unwrap_or("runc").trim().to_string())
     }
 
+    /// Container `id`'s cgroup path, relative to each hierarchy's mount point
+    /// (`/skiff/pod<uid>/<id>`), as it was created.
+    pub fn cgroup(&self, id: &str) -> Result<String> {
+        check_id(id)?;
+        Ok(self.read_meta(id)?.cgroup)
+    }
+
     /// The socket feeding container `id`'s stdin; it exists only for containers with stdin.
     pub fn attach_socket(&self, id: &str) -> PathBuf {
         self.bundle(id).join(super::shim::ATTACH_SOCKET)
