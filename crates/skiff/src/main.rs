@@ -565,6 +565,24 @@ struct ServerArgs {
     /// More host names or addresses for the API server's certificate.
     #[arg(long, value_delimiter = ',')]
     tls_san: Vec<String>,
+    /// How often nodes' resource usage is scraped for metrics.k8s.io (`kubectl top`, the HPA).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    metric_resolution: std::time::Duration,
+    /// How often the HorizontalPodAutoscaler controller syncs each HPA.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    horizontal_pod_autoscaler_sync_period: std::time::Duration,
+    /// The HPA's tolerance: usage within this fraction of the target changes nothing.
+    #[arg(long, default_value_t = 0.1)]
+    horizontal_pod_autoscaler_tolerance: f64,
+    /// How long after a pod starts its CPU samples may be skipped as not yet representative.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    horizontal_pod_autoscaler_cpu_initialization_period: std::time::Duration,
+    /// How long after a pod starts a readiness change still counts as its initial one.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    horizontal_pod_autoscaler_initial_readiness_delay: std::time::Duration,
+    /// How far back the HPA looks for the highest recommendation before scaling down.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    horizontal_pod_autoscaler_downscale_stabilization: std::time::Duration,
     /// The longest crash-loop back-off between container restarts.
     #[arg(long, default_value = "300s", value_parser = parse_duration)]
     crashloop_backoff_max: std::time::Duration,
@@ -773,6 +791,7 @@ async fn server(args: ServerArgs) -> Result<()> {
     config.cluster_dns_enabled = cluster.dns_server;
     config.node_network = Some(serde_json::to_value(&cluster)?);
     config.tls_san = args.tls_san.clone();
+    config.metric_resolution = args.metric_resolution;
     config.default_toleration_seconds = skiff_api::defaults::DefaultTolerationSeconds {
         not_ready: args.default_not_ready_toleration_seconds,
         unreachable: args.default_unreachable_toleration_seconds,
@@ -808,6 +827,11 @@ async fn server(args: ServerArgs) -> Result<()> {
         node_monitor_period: args.node_monitor_period,
         node_monitor_grace_period: args.node_monitor_grace_period,
         cluster_cidr: parse_cidr(&args.cluster_cidr, "cluster-cidr")?,
+        hpa_sync_period: args.horizontal_pod_autoscaler_sync_period,
+        hpa_tolerance: args.horizontal_pod_autoscaler_tolerance,
+        hpa_cpu_initialization_period: args.horizontal_pod_autoscaler_cpu_initialization_period,
+        hpa_initial_readiness_delay: args.horizontal_pod_autoscaler_initial_readiness_delay,
+        hpa_downscale_stabilization: args.horizontal_pod_autoscaler_downscale_stabilization,
         ..Default::default()
     };
     tokio::spawn(skiff_controllers::run(

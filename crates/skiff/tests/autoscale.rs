@@ -68,9 +68,22 @@ spec:
     let node_cpu = millicores(node.split_whitespace().nth(1).unwrap());
     assert!(node_cpu >= 300, "node CPU {node_cpu}m: {node}");
 
-    s.ok(&["autoscale", "deployment", "burn", "--cpu-percent=50", "--min=1", "--max=3"]);
+    s.ok(&[
+        "autoscale",
+        "deployment",
+        "burn",
+        "--cpu-percent=50",
+        "--min=1",
+        "--max=3",
+    ]);
     wait_for("scaled up to 3", Duration::from_secs(90), || {
-        let r = s.ok(&["get", "deployment", "burn", "-o", "jsonpath={.spec.replicas}"]);
+        let r = s.ok(&[
+            "get",
+            "deployment",
+            "burn",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ]);
         (r == "3").then_some(())
     });
     let hpa = s.ok(&["get", "hpa", "burn", "--no-headers"]);
@@ -85,7 +98,13 @@ spec:
     // The load stops: after the stabilisation window the HPA scales back to 1.
     std::fs::write(flag_dir.join("stop"), b"").unwrap();
     wait_for("scaled back down to 1", Duration::from_secs(120), || {
-        let r = s.ok(&["get", "deployment", "burn", "-o", "jsonpath={.spec.replicas}"]);
+        let r = s.ok(&[
+            "get",
+            "deployment",
+            "burn",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ]);
         (r == "1").then_some(())
     });
     let describe = s.ok(&["describe", "hpa", "burn"]);
