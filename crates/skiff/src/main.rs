@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the control plane (API server on an embedded store) and, unless disabled, a node agent.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Run a node agent that joins a server.
     Agent(AgentArgs),
     /// Run N hollow nodes (fake runtime: pods run at once) that join a server, for capacity and scheduler tests.
@@ -905,7 +905,7 @@ fn run(cli: Cli) -> Result<()> {
         .build()
         .context("starting the runtime")?;
     match cli.command {
-        Command::Server(args) => rt.block_on(server(args)),
+        Command::Server(args) => rt.block_on(server(*args)),
         Command::Agent(args) => rt.block_on(agent(args)),
         Command::Sim(args) => rt.block_on(sim(args)),
         Command::Image(cmd) => image_command(cmd),
