@@ -11,9 +11,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 target="${CARGO_TARGET_DIR:-$root/target}"
-cargo build --release -p skiff -p skiff-bench-net
-# (A target flag such as --example selects only that target, hence two builds.)
-cargo build --release -p skiff-net --example dnsperf
+cargo build --release -p skiff -p skiff-bench-net -p skiff-net --bins --example dnsperf
 # The benchmark deletes its pods, stops its server, removes its temp dirs and
 # any mount left under them on exit, Ctrl-C and SIGTERM; the namespace goes
 # with its last process.

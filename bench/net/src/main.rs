@@ -62,10 +62,12 @@ struct Opts {
     dns_concurrency: usize,
     flips: usize,
     timeout_s: u64,
+    /// Close with FIN after the server's EOF instead of a RST (see [`one_request`]).
+    orderly_close: bool,
 }
 
 const USAGE: &str = "usage: skiff-bench-net [--skiff PATH] [--kubectl PATH] [--dnsperf PATH] [--runs K] \
-     [--requests N] [--concurrency C] [--dns-queries N] [--dns-concurrency C] [--flips K] [--timeout S]";
+     [--requests N] [--concurrency C] [--dns-queries N] [--dns-concurrency C] [--flips K] [--timeout S] [--orderly-close]";
 
 impl Opts {
     fn parse(args: &[String], default_skiff: PathBuf, default_dnsperf: PathBuf) -> Result<Opts> {
@@ -80,12 +82,17 @@ impl Opts {
             dns_concurrency: 20,
             flips: 10,
             timeout_s: 600,
+            orderly_close: false,
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
             if flag == "-h" || flag == "--help" {
                 println!("{USAGE}");
                 std::process::exit(0);
+            }
+            if flag == "--orderly-close" {
+                o.orderly_close = true;
+                continue;
             }
             let value = it.next().with_context(|| format!("{flag} needs a value"))?;
             let num = || -> Result<usize> {
@@ -406,11 +413,24 @@ struct HttpRun {
 }
 
 /// One request on a new connection: `GET / HTTP/1.0`, read to EOF, 200 expected.
-async fn one_request(target: SocketAddr) -> Result<()> {
+///
+/// Unless `orderly_close`, the client then closes with a RST (zero linger), so
+/// the server's socket does not sit in TIME_WAIT. With a FIN close the server
+/// keeps a TIME_WAIT socket per connection for 60 s; direct and ClusterIP
+/// connections from the same pod reach the same server socket (pod IP:8080)
+/// but carry TCP timestamps with different offsets (Linux derives the offset
+/// from the addresses the client sees), so once the client's ephemeral ports
+/// wrap, a SYN that lands on a TIME_WAIT socket of the other kind fails PAWS,
+/// is dropped, and is retransmitted after 1 s: that, not the proxy, then rules
+/// the p99.
+async fn one_request(target: SocketAddr, orderly_close: bool) -> Result<()> {
     let mut s = tokio::net::TcpStream::connect(target).await?;
     s.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
     let mut buf = Vec::with_capacity(512);
     s.read_to_end(&mut buf).await?;
+    if !orderly_close {
+        s.set_zero_linger()?;
+    }
     let status = buf.split(|&b| b == b'\r').next().unwrap_or_default();
     if !(status.starts_with(b"HTTP/1.") && status.get(9..12) == Some(b"200")) {
         bail!(
@@ -422,7 +442,7 @@ async fn one_request(target: SocketAddr) -> Result<()> {
 }
 
 /// `n` requests to `target` from `c` concurrent workers on the current runtime.
-async fn load(target: SocketAddr, n: usize, c: usize) -> HttpRun {
+async fn load(target: SocketAddr, n: usize, c: usize, orderly_close: bool) -> HttpRun {
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let workers: Vec<_> = (0..c)
@@ -433,7 +453,12 @@ async fn load(target: SocketAddr, n: usize, c: usize) -> HttpRun {
                 let mut errors = Vec::new();
                 while next.fetch_add(1, Ordering::Relaxed) < n {
                     let t = Instant::now();
-                    match tokio::time::timeout(Duration::from_secs(5), one_request(target)).await {
+                    match tokio::time::timeout(
+                        Duration::from_secs(5),
+                        one_request(target, orderly_close),
+                    )
+                    .await
+                    {
                         Ok(Ok(())) => lat.push(t.elapsed()),
                         Ok(Err(e)) => errors.push(e.to_string()),
                         Err(_) => errors.push("timed out after 5 s".into()),
@@ -472,7 +497,13 @@ async fn load(target: SocketAddr, n: usize, c: usize) -> HttpRun {
 
 /// Runs [`load`] on a thread of its own that has joined the network
 /// namespace `netns` (a pod's), with a current-thread runtime.
-fn load_from_netns(netns: &Path, target: SocketAddr, n: usize, c: usize) -> Result<HttpRun> {
+fn load_from_netns(
+    netns: &Path,
+    target: SocketAddr,
+    n: usize,
+    c: usize,
+    orderly_close: bool,
+) -> Result<HttpRun> {
     let netns = netns.to_path_buf();
     std::thread::spawn(move || -> Result<HttpRun> {
         let f =
@@ -482,7 +513,7 @@ fn load_from_netns(netns: &Path, target: SocketAddr, n: usize, c: usize) -> Resu
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        Ok(rt.block_on(load(target, n, c)))
+        Ok(rt.block_on(load(target, n, c, orderly_close)))
     })
     .join()
     .map_err(|_| anyhow!("the load thread panicked"))?
@@ -605,9 +636,14 @@ async fn measure(
     let via_svc = SocketAddr::V4(SocketAddrV4::new(cluster_ip, 80));
     for run in 1..=opts.runs {
         for (label, target) in [("direct", direct), ("ClusterIP", via_svc)] {
-            let (ns, n, c) = (netns.clone(), opts.requests, opts.concurrency);
-            let r =
-                tokio::task::spawn_blocking(move || load_from_netns(&ns, target, n, c)).await??;
+            let (ns, n, c, fin) = (
+                netns.clone(),
+                opts.requests,
+                opts.concurrency,
+                opts.orderly_close,
+            );
+            let r = tokio::task::spawn_blocking(move || load_from_netns(&ns, target, n, c, fin))
+                .await??;
             println!(
                 "  http run {run} {label:>9} {target}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, {} errors",
                 r.req_per_s, r.p50_ms, r.p99_ms, r.errors
@@ -743,8 +779,11 @@ fn report(opts: &Opts, fig: &Figures) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!();
     println!(
-        "results (medians of {} run(s); HTTP: {} requests, {} concurrent, a new connection each):",
-        opts.runs, opts.requests, opts.concurrency
+        "results (medians of {} run(s); HTTP: {} requests, {} concurrent, a new connection each, closed with {}):",
+        opts.runs,
+        opts.requests,
+        opts.concurrency,
+        if opts.orderly_close { "FIN" } else { "RST" }
     );
     println!(
         "  {:<44} {:>10} {:>10} {:>10}",
@@ -805,10 +844,11 @@ fn report(opts: &Opts, fig: &Figures) {
         max(&flip_exec)
     );
     println!(
-        "machine cores={cores} runs={} requests={} concurrency={} direct_rps={d_rps:.0} direct_p50_ms={d_p50:.3} direct_p99_ms={d_p99:.3} clusterip_rps={c_rps:.0} clusterip_p50_ms={c_p50:.3} clusterip_p99_ms={c_p99:.3} ratio_rps={:.2} ratio_p99={:.2} dns_qps={q:.0} dns_p50_ms={q50:.3} dns_p99_ms={q99:.3} nxdomain_qps={:.0} nxdomain_p99_ms={:.3} flips={} ready_to_programmed_ms={:.1} ready_to_programmed_max_ms={:.1} exec_to_programmed_ms={:.1} exec_to_programmed_max_ms={:.1}",
+        "machine cores={cores} runs={} requests={} concurrency={} close={} direct_rps={d_rps:.0} direct_p50_ms={d_p50:.3} direct_p99_ms={d_p99:.3} clusterip_rps={c_rps:.0} clusterip_p50_ms={c_p50:.3} clusterip_p99_ms={c_p99:.3} ratio_rps={:.2} ratio_p99={:.2} dns_qps={q:.0} dns_p50_ms={q50:.3} dns_p99_ms={q99:.3} nxdomain_qps={:.0} nxdomain_p99_ms={:.3} flips={} ready_to_programmed_ms={:.1} ready_to_programmed_max_ms={:.1} exec_to_programmed_ms={:.1} exec_to_programmed_max_ms={:.1}",
         opts.runs,
         opts.requests,
         opts.concurrency,
+        if opts.orderly_close { "fin" } else { "rst" },
         c_rps / d_rps,
         c_p99 / d_p99,
         nx.as_ref().map_or(f64::NAN, |n| n.qps),
@@ -976,13 +1016,14 @@ mod tests {
     fn flags() {
         let args = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
         let o = Opts::parse(
-            &args("--runs 5 --requests 100 --concurrency 4 --flips 2 --dnsperf /x/dnsperf"),
+            &args("--runs 5 --requests 100 --concurrency 4 --flips 2 --dnsperf /x/dnsperf --orderly-close"),
             "skiff".into(),
             "dnsperf".into(),
         )
         .unwrap();
         assert_eq!((o.runs, o.requests, o.concurrency, o.flips), (5, 100, 4, 2));
         assert_eq!(o.dnsperf, PathBuf::from("/x/dnsperf"));
+        assert!(o.orderly_close);
         let d = Opts::parse(&[], "skiff".into(), "dnsperf".into()).unwrap();
         assert_eq!(
             (
@@ -995,6 +1036,7 @@ mod tests {
             ),
             (3, 20_000, 16, 50_000, 20, 10)
         );
+        assert!(!d.orderly_close);
         for bad in ["--runs 0", "--runs", "--requests x", "--bogus 1"] {
             assert!(
                 Opts::parse(&args(bad), "skiff".into(), "dnsperf".into()).is_err(),
