@@ -212,6 +212,17 @@ fn programs(nft: &str, ip: Ipv4Addr, port: u16) -> bool {
     })
 }
 
+/// A counter of `/proc/net/netstat` (a header line `GROUP: names…` followed
+/// by a line `GROUP: values…`).
+fn netstat_counter(text: &str, group: &str, name: &str) -> Option<u64> {
+    let prefix = format!("{group}:");
+    let mut lines = text.lines().filter(|l| l.starts_with(&prefix));
+    let names = lines.next()?;
+    let values = lines.next()?;
+    let i = names.split_whitespace().position(|n| n == name)?;
+    values.split_whitespace().nth(i)?.parse().ok()
+}
+
 /// Whether the pod's Ready condition is True.
 fn pod_ready(p: &Pod) -> bool {
     p.status
@@ -410,6 +421,9 @@ struct HttpRun {
     p50_ms: f64,
     p99_ms: f64,
     errors: usize,
+    /// SYNs the server's netns rejected on a TIME_WAIT socket for failing
+    /// PAWS (`TcpExt: PAWSEstab`) during the run.
+    paws: u64,
 }
 
 /// One request on a new connection: `GET / HTTP/1.0`, read to EOF, 200 expected.
@@ -492,6 +506,7 @@ async fn load(target: SocketAddr, n: usize, c: usize, orderly_close: bool) -> Ht
         p50_ms: ms(percentile(&lat, 0.50)),
         p99_ms: ms(percentile(&lat, 0.99)),
         errors: errors.len(),
+        paws: 0,
     }
 }
 
@@ -621,6 +636,18 @@ async fn measure(
         .context("Service web has no clusterIP")?
         .parse()?;
     let netns = find_netns(data, "client")?.context("no network namespace for pod client")?;
+    let web_netns = find_netns(data, "web")?.context("no network namespace for pod web")?;
+    // TcpExt PAWSEstab in pod web's netns (0 when unreadable).
+    let paws = || {
+        run_cmd(
+            Command::new("nsenter")
+                .arg(format!("--net={}", web_netns.display()))
+                .args(["cat", "/proc/net/netstat"]),
+        )
+        .ok()
+        .and_then(|t| netstat_counter(&t, "TcpExt", "PAWSEstab"))
+        .unwrap_or(0)
+    };
     wait_for("the proxy DNATs to web and flip", t, server, || async {
         let nft = nft_table().await?;
         Ok((programs(&nft, web_ip, 8080) && programs(&nft, flip_ip, 8080)).then_some(()))
@@ -642,11 +669,14 @@ async fn measure(
                 opts.concurrency,
                 opts.orderly_close,
             );
-            let r = tokio::task::spawn_blocking(move || load_from_netns(&ns, target, n, c, fin))
-                .await??;
+            let paws0 = paws();
+            let mut r =
+                tokio::task::spawn_blocking(move || load_from_netns(&ns, target, n, c, fin))
+                    .await??;
+            r.paws = paws().saturating_sub(paws0);
             println!(
-                "  http run {run} {label:>9} {target}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, {} errors",
-                r.req_per_s, r.p50_ms, r.p99_ms, r.errors
+                "  http run {run} {label:>9} {target}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, {} errors, {} SYNs rejected by PAWS at web",
+                r.req_per_s, r.p50_ms, r.p99_ms, r.errors, r.paws
             );
             if r.errors * 100 > n {
                 bail!("more than 1% of the requests to {target} failed");
@@ -823,9 +853,11 @@ fn report(opts: &Opts, fig: &Figures) {
     );
     println!();
     println!(
-        "  ClusterIP vs direct: {:.2}× the req/s, {:.2}× the p99 ({c_rps:.0} vs {d_rps:.0} req/s; p99 {c_p99:.3} vs {d_p99:.3} ms)",
+        "  ClusterIP vs direct: {:.2}× the req/s, {:.2}× the p99 ({c_rps:.0} vs {d_rps:.0} req/s; p99 {c_p99:.3} vs {d_p99:.3} ms); SYNs rejected by PAWS at web over all runs: direct {}, ClusterIP {}",
         c_rps / d_rps,
-        c_p99 / d_p99
+        c_p99 / d_p99,
+        fig.direct.iter().map(|r| r.paws).sum::<u64>(),
+        fig.cluster_ip.iter().map(|r| r.paws).sum::<u64>()
     );
     println!(
         "  cluster DNS from a pod: {q:.0} qps, p50 {q50:.3} ms, p99 {q99:.3} ms ({} queries, {} in flight){}",
@@ -1123,6 +1155,19 @@ mod tests {
         );
         assert!(!programs(nft, ip("10.42.0.12"), 80), "a prefix of the port");
         assert!(!programs("", ip("10.42.0.12"), 8080));
+    }
+
+    #[test]
+    fn netstat_counters() {
+        let text = "TcpExt: SyncookiesSent PAWSActive PAWSEstab DelayedACKs\n\
+                    TcpExt: 0 0 17 4\n\
+                    IpExt: InNoRoutes InTruncatedPkts\n\
+                    IpExt: 0 0\n";
+        assert_eq!(netstat_counter(text, "TcpExt", "PAWSEstab"), Some(17));
+        assert_eq!(netstat_counter(text, "TcpExt", "DelayedACKs"), Some(4));
+        assert_eq!(netstat_counter(text, "IpExt", "PAWSEstab"), None);
+        assert_eq!(netstat_counter(text, "TcpExt", "Nope"), None);
+        assert_eq!(netstat_counter("", "TcpExt", "PAWSEstab"), None);
     }
 
     #[test]
