@@ -422,8 +422,10 @@ struct HttpRun {
     p99_ms: f64,
     errors: usize,
     /// SYNs the server's netns rejected on a TIME_WAIT socket for failing
-    /// PAWS (`TcpExt: PAWSEstab`) during the run.
+    /// PAWS (`TcpExt: PAWSTimewait`, `PAWSEstab` on older kernels) during the run.
     paws: u64,
+    /// SYNs the server's netns dropped for a full accept queue (`TcpExt: ListenDrops`).
+    listen_drops: u64,
 }
 
 /// One request on a new connection: `GET / HTTP/1.0`, read to EOF, 200 expected.
@@ -507,6 +509,7 @@ async fn load(target: SocketAddr, n: usize, c: usize, orderly_close: bool) -> Ht
         p99_ms: ms(percentile(&lat, 0.99)),
         errors: errors.len(),
         paws: 0,
+        listen_drops: 0,
     }
 }
 
@@ -637,16 +640,16 @@ async fn measure(
         .parse()?;
     let netns = find_netns(data, "client")?.context("no network namespace for pod client")?;
     let web_netns = find_netns(data, "web")?.context("no network namespace for pod web")?;
-    // TcpExt PAWSEstab in pod web's netns (0 when unreadable).
-    let paws = || {
-        run_cmd(
+    // (PAWS rejections in TIME_WAIT, listen drops) in pod web's netns (0 when unreadable).
+    let drops = || {
+        let text = run_cmd(
             Command::new("nsenter")
                 .arg(format!("--net={}", web_netns.display()))
                 .args(["cat", "/proc/net/netstat"]),
         )
-        .ok()
-        .and_then(|t| netstat_counter(&t, "TcpExt", "PAWSEstab"))
-        .unwrap_or(0)
+        .unwrap_or_default();
+        let c = |name| netstat_counter(&text, "TcpExt", name).unwrap_or(0);
+        (c("PAWSTimewait") + c("PAWSEstab"), c("ListenDrops"))
     };
     wait_for("the proxy DNATs to web and flip", t, server, || async {
         let nft = nft_table().await?;
@@ -669,14 +672,15 @@ async fn measure(
                 opts.concurrency,
                 opts.orderly_close,
             );
-            let paws0 = paws();
+            let (paws0, drops0) = drops();
             let mut r =
                 tokio::task::spawn_blocking(move || load_from_netns(&ns, target, n, c, fin))
                     .await??;
-            r.paws = paws().saturating_sub(paws0);
+            let (paws1, drops1) = drops();
+            (r.paws, r.listen_drops) = (paws1.saturating_sub(paws0), drops1.saturating_sub(drops0));
             println!(
-                "  http run {run} {label:>9} {target}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, {} errors, {} SYNs rejected by PAWS at web",
-                r.req_per_s, r.p50_ms, r.p99_ms, r.errors, r.paws
+                "  http run {run} {label:>9} {target}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, {} errors; SYNs dropped at web: {} PAWS in TIME_WAIT, {} accept queue full",
+                r.req_per_s, r.p50_ms, r.p99_ms, r.errors, r.paws, r.listen_drops
             );
             if r.errors * 100 > n {
                 bail!("more than 1% of the requests to {target} failed");
@@ -853,11 +857,13 @@ fn report(opts: &Opts, fig: &Figures) {
     );
     println!();
     println!(
-        "  ClusterIP vs direct: {:.2}× the req/s, {:.2}× the p99 ({c_rps:.0} vs {d_rps:.0} req/s; p99 {c_p99:.3} vs {d_p99:.3} ms); SYNs rejected by PAWS at web over all runs: direct {}, ClusterIP {}",
+        "  ClusterIP vs direct: {:.2}× the req/s, {:.2}× the p99 ({c_rps:.0} vs {d_rps:.0} req/s; p99 {c_p99:.3} vs {d_p99:.3} ms); SYNs dropped at web over all runs (PAWS in TIME_WAIT / accept queue full): direct {} / {}, ClusterIP {} / {}",
         c_rps / d_rps,
         c_p99 / d_p99,
         fig.direct.iter().map(|r| r.paws).sum::<u64>(),
-        fig.cluster_ip.iter().map(|r| r.paws).sum::<u64>()
+        fig.direct.iter().map(|r| r.listen_drops).sum::<u64>(),
+        fig.cluster_ip.iter().map(|r| r.paws).sum::<u64>(),
+        fig.cluster_ip.iter().map(|r| r.listen_drops).sum::<u64>()
     );
     println!(
         "  cluster DNS from a pod: {q:.0} qps, p50 {q50:.3} ms, p99 {q99:.3} ms ({} queries, {} in flight){}",
@@ -1159,11 +1165,12 @@ mod tests {
 
     #[test]
     fn netstat_counters() {
-        let text = "TcpExt: SyncookiesSent PAWSActive PAWSEstab DelayedACKs\n\
-                    TcpExt: 0 0 17 4\n\
+        let text = "TcpExt: SyncookiesSent PAWSActive PAWSEstab PAWSTimewait DelayedACKs\n\
+                    TcpExt: 0 0 17 3 4\n\
                     IpExt: InNoRoutes InTruncatedPkts\n\
                     IpExt: 0 0\n";
         assert_eq!(netstat_counter(text, "TcpExt", "PAWSEstab"), Some(17));
+        assert_eq!(netstat_counter(text, "TcpExt", "PAWSTimewait"), Some(3));
         assert_eq!(netstat_counter(text, "TcpExt", "DelayedACKs"), Some(4));
         assert_eq!(netstat_counter(text, "IpExt", "PAWSEstab"), None);
         assert_eq!(netstat_counter(text, "TcpExt", "Nope"), None);
