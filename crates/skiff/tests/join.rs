@@ -51,6 +51,10 @@ fn agents_join_with_the_token_and_wrong_tokens_are_refused() {
             .args([
                 "server",
                 "--disable-agent",
+                // Its agents stay off this machine's network.
+                "--flannel-backend=none",
+                "--disable-kube-proxy",
+                "--disable=coredns",
                 "--https-listen-port",
                 &port.to_string(),
                 "--data-dir",
