@@ -16,7 +16,12 @@
 # an image with a distinct digest. Output is deterministic: the same busybox
 # and TAG always give the same digests. Config: Cmd ["sh"], the usual PATH.
 #
-# Needs only bash, coreutils and python3.
+# EXTRA_BINARIES="/usr/bin/etcd /usr/bin/etcdctl" adds host binaries at the
+# same paths, with the shared libraries `ldd` lists for them (and the dynamic
+# loader), so dynamically linked programs run in the image
+# (scripts/build-etcd-image.sh uses it).
+#
+# Needs only bash, coreutils and python3 (and ldd for EXTRA_BINARIES).
 set -euo pipefail
 
 if [[ $# -lt 1 || $# -gt 2 ]]; then
@@ -36,8 +41,16 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 "$busybox" --list | grep -v -x -e busybox -e linuxrc | sort >"$work/applets"
+: >"$work/extra"
+for bin in ${EXTRA_BINARIES:-}; do
+  [[ -x $bin ]] || { echo "$0: $bin not found" >&2; exit 1; }
+  echo "$bin" >>"$work/extra"
+  # "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" and "/lib64/ld-linux-x86-64.so.2 (0x…)"
+  ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' >>"$work/extra" || true
+done
+sort -u -o "$work/extra" "$work/extra"
 
-python3 - "$busybox" "$work/applets" "$tag" "$out" <<'PY'
+python3 - "$busybox" "$work/applets" "$tag" "$out" "$work/extra" <<'PY'
 import gzip
 import hashlib
 import io
@@ -47,8 +60,9 @@ import platform
 import sys
 import tarfile
 
-busybox, applets_file, tag, out = sys.argv[1:5]
+busybox, applets_file, tag, out, extra_file = sys.argv[1:6]
 applets = [a for a in open(applets_file).read().split() if a]
+extra = [p for p in open(extra_file).read().split() if p]
 
 
 def normalize(ref):
@@ -104,6 +118,17 @@ with tarfile.open(fileobj=layer, mode="w", format=tarfile.PAX_FORMAT) as t:
              b"nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
     add_file("etc/group", b"root:x:0:\nnogroup:x:65534:\nnobody:x:65534:\n")
     add_file("etc/skiff-image-tag", (tag + "\n").encode())
+    made = {"bin", "etc", "root", "usr", "usr/bin", "usr/sbin", "var", "tmp", "var/tmp"}
+    for path in extra:
+        real = os.path.realpath(path)
+        rel = path.lstrip("/")
+        parts = rel.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            d = "/".join(parts[:i])
+            if d not in made:
+                add_dir(d)
+                made.add(d)
+        add_file(rel, open(real, "rb").read(), 0o755)
 layer_tar = layer.getvalue()
 diff_id = "sha256:" + hashlib.sha256(layer_tar).hexdigest()
 layer_gz = gzip.compress(layer_tar, mtime=0)
