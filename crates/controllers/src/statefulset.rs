@@ -172,7 +172,10 @@ fn template_of(rev: &ControllerRevision) -> Value {
 }
 
 fn data_of(rev: &ControllerRevision) -> Value {
-    rev.data.as_ref().map(|d| d.0.clone()).unwrap_or(Value::Null)
+    rev.data
+        .as_ref()
+        .map(|d| d.0.clone())
+        .unwrap_or(Value::Null)
 }
 
 /// The ordinal of a pod of the set named `set`, from `<set>-<ordinal>`.
@@ -345,11 +348,13 @@ fn revisions(sts: &StatefulSet, s: &Settings, revs: &[&ControllerRevision]) -> R
         .as_ref()
         .and_then(|st| st.current_revision.as_deref())
         .unwrap_or("");
-    let (current, current_template) =
-        match revs.iter().find(|r| r.metadata.name.as_deref() == Some(wanted)) {
-            Some(r) if wanted != update => (wanted.to_string(), template_of(r)),
-            _ => (update.clone(), update_template.clone()),
-        };
+    let (current, current_template) = match revs
+        .iter()
+        .find(|r| r.metadata.name.as_deref() == Some(wanted))
+    {
+        Some(r) if wanted != update => (wanted.to_string(), template_of(r)),
+        _ => (update.clone(), update_template.clone()),
+    };
     Revisions {
         update,
         current,
@@ -471,9 +476,7 @@ fn claim_owners(
         .filter(|r| !mine(r))
         .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
         .collect();
-    let other_controller = refs
-        .iter()
-        .any(|r| !mine(r) && r.controller == Some(true));
+    let other_controller = refs.iter().any(|r| !mine(r) && r.controller == Some(true));
     if !other_controller {
         if s.when_scaled_delete && !in_range {
             out.push(owner_ref("v1", "Pod", &pname, &puid));
@@ -529,7 +532,12 @@ pub fn plan(
     let mut available = 0;
     let mut current = 0;
     let mut updated = 0;
-    for p in slots.iter().flatten().copied().chain(condemned.iter().map(|c| c.1)) {
+    for p in slots
+        .iter()
+        .flatten()
+        .copied()
+        .chain(condemned.iter().map(|c| c.1))
+    {
         replicas += 1;
         if running_and_ready(p) {
             ready += 1;
@@ -992,7 +1000,10 @@ async fn sync(
                     }
                 }
             }
-            Action::Renumber { name: rname, revision } => {
+            Action::Renumber {
+                name: rname,
+                revision,
+            } => {
                 match rev_api
                     .patch(
                         rname,
@@ -1018,8 +1029,15 @@ async fn sync(
                         claims.put(c);
                         let msg =
                             format!("create Claim {cname} Pod {pod} in StatefulSet {name} success");
-                        record(client, COMPONENT, &about, "Normal", "SuccessfulCreate", &msg)
-                            .await;
+                        record(
+                            client,
+                            COMPONENT,
+                            &about,
+                            "Normal",
+                            "SuccessfulCreate",
+                            &msg,
+                        )
+                        .await;
                     }
                     Err(kube::Error::Api(s)) if s.code == 409 => {}
                     Err(e) => {
@@ -1044,8 +1062,15 @@ async fn sync(
                     Ok(p) => {
                         pods.put(p);
                         let msg = format!("create Pod {pname} in StatefulSet {name} successful");
-                        record(client, COMPONENT, &about, "Normal", "SuccessfulCreate", &msg)
-                            .await;
+                        record(
+                            client,
+                            COMPONENT,
+                            &about,
+                            "Normal",
+                            "SuccessfulCreate",
+                            &msg,
+                        )
+                        .await;
                     }
                     Err(kube::Error::Api(s)) if s.code == 409 => {}
                     Err(e) => {
@@ -1067,7 +1092,15 @@ async fn sync(
                         }
                     }
                     let msg = format!("delete Pod {pname} in StatefulSet {name} successful");
-                    record(client, COMPONENT, &about, "Normal", "SuccessfulDelete", &msg).await;
+                    record(
+                        client,
+                        COMPONENT,
+                        &about,
+                        "Normal",
+                        "SuccessfulDelete",
+                        &msg,
+                    )
+                    .await;
                 }
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => {
