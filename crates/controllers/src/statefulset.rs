@@ -524,7 +524,7 @@ pub fn plan(
             condemned.push((o, p));
         }
     }
-    condemned.sort_by(|a, b| b.0.cmp(&a.0));
+    condemned.sort_by_key(|c| std::cmp::Reverse(c.0));
 
     // Status from the pods as they are (Kubernetes' updateStatus).
     let mut replicas = 0;
@@ -1085,7 +1085,13 @@ async fn sync(
             Action::DeletePod(pname) => match pod_api.delete(pname, &DeleteParams::default()).await
             {
                 Ok(gone) => {
-                    match gone.left() {
+                    // A pod that waits for its kubelet is kept, terminating;
+                    // one gone at once leaves the cache (its watch event may
+                    // have come already, and must not be undone).
+                    match gone
+                        .left()
+                        .filter(|p| p.metadata.deletion_timestamp.is_some())
+                    {
                         Some(p) => pods.put(p),
                         None => {
                             pods.items.remove(&format!("{ns}/{pname}"));

@@ -30,7 +30,7 @@ async fn cluster(log: Log) -> Cluster {
 }
 
 /// The stand-in kubelet: each new pod becomes Running and Ready 150 ms after
-/// it appears. Logs "+db-0 <image>" when a pod appears, "ready db-0" when it
+/// it appears (Running and never Ready when its image says "broken"). Logs "+db-0 <image>" when a pod appears, "ready db-0" when it
 /// is marked Ready and "-db-0" when it is gone.
 async fn kubelet(client: kube::Client, log: Log) {
     let mut s = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).boxed();
@@ -56,15 +56,21 @@ async fn kubelet(client: kube::Client, log: Log) {
                         .round(jiff::Unit::Second)
                         .unwrap()
                         .to_string();
+                    // Images named "broken" run but never become Ready.
+                    let ready = if image.contains("broken") {
+                        "False"
+                    } else {
+                        "True"
+                    };
                     let status = json!({"status": {"phase": "Running", "startTime": now,
-                        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
-                    if api
-                        .patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
-                        .await
-                        .is_ok()
-                    {
+                        "conditions": [{"type": "Ready", "status": ready, "lastTransitionTime": now}]}});
+                    // Logged before the pod is Ready, so nothing that waits for it can come first.
+                    if ready == "True" {
                         log.lock().unwrap().push(format!("ready {name}"));
                     }
+                    let _ = api
+                        .patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
+                        .await;
                 });
             }
             Ok(watcher::Event::Delete(p)) => {
@@ -261,6 +267,48 @@ async fn claims_go_with_the_set_and_scaled_down_pods_under_delete_policies() {
         c.wait("the last claim goes with the set", || {
             c.ok(&["get", "pvc", "-o", "jsonpath={.items[*].metadata.name}"]).is_empty()
         });
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_stuck_on_an_unready_pod_recovers_when_the_template_is_fixed() {
+    if no_kubectl() {
+        return;
+    }
+    let log: Log = Arc::default();
+    let c = cluster(log.clone()).await;
+    tokio::task::spawn_blocking(move || {
+        let sts = r#"{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"db"},
+            "spec":{"serviceName":"db","replicas":3,"selector":{"matchLabels":{"app":"db"}},
+            "template":{"metadata":{"labels":{"app":"db"}},
+              "spec":{"containers":[{"name":"db","image":"busybox:a"}]}}}}"#;
+        let path = c.dir.path().join("sts.json");
+        std::fs::write(&path, sts).unwrap();
+        c.ok(&["apply", "-f", path.to_str().unwrap()]);
+        c.ok(&["rollout", "status", "sts/db", "--timeout=30s"]);
+        // A template that never becomes Ready: db-2 is replaced and the rollout stops there.
+        c.ok(&["set", "image", "sts/db", "db=busybox:broken"]);
+        c.wait("db-2 broken", || {
+            pods(&c).contains(&"db-2 busybox:broken".to_string())
+        });
+        let (done, out) = c.kubectl(&["rollout", "status", "sts/db", "--timeout=2s"]);
+        assert!(!done, "{out}");
+        assert_eq!(
+            pods(&c),
+            ["db-0 busybox:a", "db-1 busybox:a", "db-2 busybox:broken"],
+            "stopped at the first pod, as Kubernetes"
+        );
+        // The fix replaces the stuck pod without anyone deleting it (kubernetes#67250).
+        take(&log);
+        c.ok(&["set", "image", "sts/db", "db=busybox:c"]);
+        c.ok(&["rollout", "status", "sts/db", "--timeout=30s"]);
+        c.wait("all c", || {
+            pods(&c) == ["db-0 busybox:c", "db-1 busybox:c", "db-2 busybox:c"]
+        });
+        let lines = take(&log);
+        assert_eq!(only(&lines, "-"), ["-db-2", "-db-1", "-db-0"], "{lines:?}");
     })
     .await
     .unwrap();

@@ -148,7 +148,8 @@ fn pods_and_claims_come_up_in_order() {
     let parallel = json!({"spec": {"podManagementPolicy": "Parallel"}});
     let min_ready = json!({"spec": {"minReadySeconds": 10}});
     // (what, extra spec, pods, claims present, expected steps)
-    let cases: Vec<(&str, Value, Vec<Pod>, Vec<i32>, Vec<String>)> = vec![
+    type Case<'a> = (&'a str, Value, Vec<Pod>, Vec<i32>, Vec<String>);
+    let cases: Vec<Case> = vec![
         (
             "first pod after its claim",
             json!({}),
@@ -448,7 +449,8 @@ fn a_fixed_template_replaces_a_pod_stuck_on_a_bad_revision() {
         pod(2, &r2, "running"),
     ];
     let status = json!({"status": {"currentRevision": r1}});
-    let cases: Vec<(&str, &str, Value, Vec<Pod>, Vec<String>)> = vec![
+    type Case<'a> = (&'a str, &'a str, Value, Vec<Pod>, Vec<String>);
+    let cases: Vec<Case> = vec![
         (
             "the bad template itself waits, as Kubernetes",
             "img:broken",
