@@ -109,6 +109,20 @@ pub enum Action {
     },
     /// Delete a revision beyond `revisionHistoryLimit`.
     DeleteRevision(String),
+    /// Make the set the controller of an orphan pod its selector matches.
+    AdoptPod {
+        /// The pod's name.
+        name: String,
+        /// Its uid (a precondition of the write).
+        uid: String,
+    },
+    /// Make the set the controller of an orphan revision its selector matches.
+    AdoptRevision {
+        /// The revision's name.
+        name: String,
+        /// Its uid.
+        uid: String,
+    },
 }
 
 /// What one sync of a StatefulSet does.
@@ -222,7 +236,23 @@ fn owner_ref(api_version: &str, kind: &str, name: &str, uid: &str) -> Value {
            "controller": true, "blockOwnerDeletion": true})
 }
 
-/// The sets's settings the planner reads.
+/// The uid of the controller among owner references.
+fn controller_uid(
+    refs: Option<&[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]>,
+) -> Option<&str> {
+    refs?
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.uid.as_str())
+}
+
+/// The set's selector; an unparsable one selects nothing.
+fn selector_of(sts: &StatefulSet) -> skiff_api::selector::LabelSelector {
+    skiff_api::selector::LabelSelector::from_object(&spec_json(sts)["selector"])
+        .unwrap_or_else(|_| skiff_api::selector::LabelSelector::nothing())
+}
+
+/// The set's settings the planner reads.
 struct Settings {
     name: String,
     uid: String,
@@ -272,8 +302,28 @@ struct Revisions {
     all: Vec<(String, i64)>,
 }
 
-fn revisions(sts: &StatefulSet, s: &Settings, revs: &[&ControllerRevision]) -> Revisions {
-    let mut revs: Vec<&ControllerRevision> = revs.to_vec();
+fn revisions(sts: &StatefulSet, s: &Settings, revs_in: &[&ControllerRevision]) -> Revisions {
+    let selector = selector_of(sts);
+    let mut actions = Vec::new();
+    let mut revs: Vec<&ControllerRevision> = Vec::new();
+    for &r in revs_in {
+        match controller_uid(r.metadata.owner_references.as_deref()) {
+            Some(u) if u == s.uid => revs.push(r),
+            Some(_) => {}
+            None => {
+                let labels = r.metadata.labels.as_ref();
+                if selector.matches(|k| labels.and_then(|l| l.get(k)).map(String::as_str))
+                    && sts.metadata.deletion_timestamp.is_none()
+                {
+                    actions.push(Action::AdoptRevision {
+                        name: r.metadata.name.clone().unwrap_or_default(),
+                        uid: r.metadata.uid.clone().unwrap_or_default(),
+                    });
+                    revs.push(r);
+                }
+            }
+        }
+    }
     revs.sort_by(|a, b| {
         a.revision
             .cmp(&b.revision)
@@ -294,7 +344,6 @@ fn revisions(sts: &StatefulSet, s: &Settings, revs: &[&ControllerRevision]) -> R
         .as_ref()
         .and_then(|st| st.collision_count)
         .unwrap_or(0);
-    let mut actions = Vec::new();
     let mut all: Vec<(String, i64)> = revs
         .iter()
         .map(|r| (r.metadata.name.clone().unwrap_or_default(), r.revision))
@@ -497,11 +546,13 @@ enum Slot<'a> {
     Created(String),
 }
 
-/// Plans one sync of `sts`. `pods` are the pods it controls, `claims` the
-/// claims of its namespace, `revisions` the ControllerRevisions it controls.
+/// Plans one sync of `sts`. `pods` are the pods of its namespace it controls
+/// or that have no controller, `claims` the claims of its namespace,
+/// `revisions` its ControllerRevisions and the orphan ones of its namespace.
+/// Orphans its selector matches are adopted (first steps of the plan).
 pub fn plan(
     sts: &StatefulSet,
-    pods: &[&Pod],
+    pods_in: &[&Pod],
     claims: &[&PersistentVolumeClaim],
     revisions_in: &[&ControllerRevision],
     now: Timestamp,
@@ -510,6 +561,31 @@ pub fn plan(
     let revs = revisions(sts, &s, revisions_in);
     let mut actions = revs.actions.clone();
     let end = s.start + s.replicas;
+    let selector = selector_of(sts);
+    let mut owned: Vec<&Pod> = Vec::new();
+    for &p in pods_in {
+        match controller_uid(p.metadata.owner_references.as_deref()) {
+            Some(u) if u == s.uid => owned.push(p),
+            Some(_) => {}
+            None => {
+                let labels = p.metadata.labels.as_ref();
+                if selector.matches(|k| labels.and_then(|l| l.get(k)).map(String::as_str))
+                    && !terminating(p)
+                    && sts.metadata.deletion_timestamp.is_none()
+                {
+                    actions.insert(
+                        0,
+                        Action::AdoptPod {
+                            name: name_of(p),
+                            uid: p.metadata.uid.clone().unwrap_or_default(),
+                        },
+                    );
+                    owned.push(p);
+                }
+            }
+        }
+    }
+    let pods = owned.as_slice();
 
     // Replicas by ordinal and the condemned (out of range), highest first.
     let mut slots: Vec<Option<&Pod>> = vec![None; s.replicas as usize];
@@ -823,6 +899,11 @@ fn owner_uid(p: &Pod) -> Option<&str> {
         .map(|o| o.uid.as_str())
 }
 
+/// Whether the controller keeps a pod: a StatefulSet's, or one without a controller.
+fn relevant(p: &Pod) -> bool {
+    owner_uid(p).is_some() || controller_uid(p.metadata.owner_references.as_deref()).is_none()
+}
+
 fn rev_owner_uid(r: &ControllerRevision) -> Option<&str> {
     r.metadata
         .owner_references
@@ -888,11 +969,17 @@ pub async fn run_with_pods(
                         && let Some(k) = set_of_uid(&sets, owner) {
                         dirty.insert(k);
                     }
+                    if let watcher::Event::Apply(p) | watcher::Event::Delete(p) = &ev
+                        && controller_uid(p.metadata.owner_references.as_deref()).is_none() {
+                        let ns = p.metadata.namespace.as_deref();
+                        dirty.extend(sets.items.iter().filter(|(_, s)| s.metadata.namespace.as_deref() == ns).map(|(k, _)| k.clone()));
+                    }
+                    // Pods of StatefulSets and orphans are kept; the rest never cost a scan.
                     match ev {
-                        watcher::Event::Apply(p) if owner_uid(&p).is_none() => {
+                        watcher::Event::Apply(p) if !relevant(&p) => {
                             pods.apply(watcher::Event::Delete(p));
                         }
-                        watcher::Event::InitApply(p) if owner_uid(&p).is_none() => {}
+                        watcher::Event::InitApply(p) if !relevant(&p) => {}
                         ev => { all |= matches!(ev, watcher::Event::InitDone); pods.apply(ev); }
                     }
                 }
@@ -914,7 +1001,15 @@ pub async fn run_with_pods(
                 None => return,
             },
             ev = rev_stream.next() => match ev {
-                Some(Ok(ev)) => { all |= matches!(ev, watcher::Event::InitDone); revs.apply(ev); }
+                Some(Ok(ev)) => {
+                    if let watcher::Event::Apply(r) | watcher::Event::Delete(r) = &ev
+                        && controller_uid(r.metadata.owner_references.as_deref()).is_none() {
+                        let ns = r.metadata.namespace.as_deref();
+                        dirty.extend(sets.items.iter().filter(|(_, s)| s.metadata.namespace.as_deref() == ns).map(|(k, _)| k.clone()));
+                    }
+                    all |= matches!(ev, watcher::Event::InitDone);
+                    revs.apply(ev);
+                }
                 Some(Err(e)) => { tracing::warn!("statefulset controller: revision watch: {e}"); tokio::time::sleep(Duration::from_millis(500)).await; }
                 None => return,
             },
@@ -964,7 +1059,11 @@ async fn sync(
     let uid = sts.metadata.uid.as_deref();
     let mine: Vec<&Pod> = pods
         .values()
-        .filter(|p| owner_uid(p).is_some() && owner_uid(p) == uid)
+        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
+        .filter(|p| {
+            let c = controller_uid(p.metadata.owner_references.as_deref());
+            c.is_none() || c == uid
+        })
         .collect();
     let ns_claims: Vec<&PersistentVolumeClaim> = claims
         .values()
@@ -972,7 +1071,11 @@ async fn sync(
         .collect();
     let my_revs: Vec<&ControllerRevision> = revs
         .values()
-        .filter(|r| rev_owner_uid(r).is_some() && rev_owner_uid(r) == uid)
+        .filter(|r| r.metadata.namespace.as_deref() == Some(ns.as_str()))
+        .filter(|r| {
+            let c = controller_uid(r.metadata.owner_references.as_deref());
+            c.is_none() || (rev_owner_uid(r).is_some() && c == uid)
+        })
         .collect();
     let plan = plan(sts, &mine, &ns_claims, &my_revs, Timestamp::now());
     let about = Involved {
@@ -1128,6 +1231,64 @@ async fn sync(
                 {
                     Ok(c) => claims.put(c),
                     Err(e) => tracing::debug!("statefulset {ns}/{name}: claim {claim}: {e}"),
+                }
+            }
+            Action::AdoptPod {
+                name: pname,
+                uid: puid,
+            } => {
+                let Some(p) = pods.get(&format!("{ns}/{pname}")) else {
+                    continue;
+                };
+                let mut refs: Vec<Value> = p
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+                    .collect();
+                refs.push(owner_ref(
+                    "apps/v1",
+                    "StatefulSet",
+                    &name,
+                    uid.unwrap_or(""),
+                ));
+                let body = json!({"metadata": {"uid": puid, "ownerReferences": refs}});
+                match pod_api
+                    .patch(pname, &PatchParams::default(), &Patch::Merge(&body))
+                    .await
+                {
+                    Ok(p) => pods.put(p),
+                    Err(e) => tracing::debug!("statefulset {ns}/{name}: adopt {pname}: {e}"),
+                }
+            }
+            Action::AdoptRevision {
+                name: rname,
+                uid: ruid,
+            } => {
+                let Some(r) = revs.get(&format!("{ns}/{rname}")) else {
+                    continue;
+                };
+                let mut refs: Vec<Value> = r
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+                    .collect();
+                refs.push(owner_ref(
+                    "apps/v1",
+                    "StatefulSet",
+                    &name,
+                    uid.unwrap_or(""),
+                ));
+                let body = json!({"metadata": {"uid": ruid, "ownerReferences": refs}});
+                match rev_api
+                    .patch(rname, &PatchParams::default(), &Patch::Merge(&body))
+                    .await
+                {
+                    Ok(r) => revs.put(r),
+                    Err(e) => tracing::debug!("statefulset {ns}/{name}: adopt {rname}: {e}"),
                 }
             }
             Action::DeleteRevision(rname) => {

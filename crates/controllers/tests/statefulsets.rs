@@ -227,6 +227,26 @@ async fn a_statefulset_comes_up_in_order_scales_rolls_and_undoes_with_kubectl() 
             .collect();
         assert_eq!(revs, ["2", "3"], "the old revision is renumbered: {history}");
 
+        // Orphaned and re-created, the set adopts its pods and revisions: no pod is replaced.
+        take(&log);
+        c.ok(&["delete", "sts", "db", "--cascade=orphan"]);
+        c.wait("orphaned", || {
+            c.ok(&["get", "pods", "-l", "app=db", "-o", "jsonpath={.items[*].metadata.ownerReferences}"]).is_empty()
+        });
+        std::fs::write(&path, sts).unwrap();
+        c.ok(&["apply", "-f", path.to_str().unwrap()]);
+        let uid = c.ok(&["get", "sts", "db", "-o", "jsonpath={.metadata.uid}"]);
+        c.wait("adopted", || {
+            c.ok(&["get", "pods", "-l", "app=db", "-o", "jsonpath={.items[*].metadata.ownerReferences[0].uid}"])
+                == format!("{uid} {uid} {uid}")
+        });
+        c.ok(&["rollout", "status", "sts/db", "--timeout=30s"]);
+        assert_eq!(pods(&c), ["db-0 busybox:a", "db-1 busybox:a", "db-2 busybox:a"]);
+        let lines = take(&log);
+        assert!(only(&lines, "-").is_empty() && only(&lines, "+").is_empty(), "{lines:?}");
+        let history = c.ok(&["rollout", "history", "sts/db"]);
+        assert_eq!(history.lines().filter(|l| l.starts_with(|ch: char| ch.is_ascii_digit())).count(), 2, "{history}");
+
         // Deleting the set takes its pods; the claims stay (whenDeleted: Retain).
         c.ok(&["delete", "sts", "db"]);
         c.wait("pods collected", || pods(&c).is_empty());

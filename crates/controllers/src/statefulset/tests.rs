@@ -782,3 +782,52 @@ fn ordinals_parse_only_canonical_names() {
         assert_eq!(ordinal_of("db", name), want, "{name}");
     }
 }
+
+#[test]
+fn orphans_its_selector_matches_are_adopted() {
+    let set = sts("img:1", json!({}));
+    let r1 = rev_name(&set);
+    let orphan = |mut p: Pod| {
+        p.metadata.owner_references = None;
+        p
+    };
+    let mut stranger = orphan(pod(2, &r1, "ready"));
+    stranger.metadata.labels = Some([("app".to_string(), "web".to_string())].into());
+    let mut other_owner = pod(1, &r1, "ready");
+    other_owner.metadata.owner_references.as_mut().unwrap()[0].uid = "other".into();
+    let mut orphan_rev = rev(&set, 1);
+    orphan_rev.metadata.owner_references = None;
+    orphan_rev.metadata.uid = Some("rev-uid".into());
+    let pods = vec![orphan(pod(0, &r1, "ready")), other_owner, stranger];
+    let p = run_plan(&set, &pods, &claims(&[0, 1]), &[orphan_rev]);
+    let adopted: Vec<&Action> = p
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::AdoptPod { .. } | Action::AdoptRevision { .. }))
+        .collect();
+    assert_eq!(
+        adopted,
+        [
+            &Action::AdoptPod {
+                name: "db-0".into(),
+                uid: "uid-0".into()
+            },
+            &Action::AdoptRevision {
+                name: r1.clone(),
+                uid: "rev-uid".into()
+            },
+        ],
+        "db-0 matches; a pod of another controller and one the selector misses are left"
+    );
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::CreateRevision(_))),
+        "the adopted revision is the update revision"
+    );
+    assert_eq!(
+        steps(&p),
+        vec![format!("+pod db-1@{r1}")],
+        "db-0 counts as the set's"
+    );
+}
