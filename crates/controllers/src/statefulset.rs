@@ -109,6 +109,14 @@ pub enum Action {
     },
     /// Delete a revision beyond `revisionHistoryLimit`.
     DeleteRevision(String),
+    /// Put a pod's identity labels (`statefulset.kubernetes.io/pod-name`,
+    /// `apps.kubernetes.io/pod-index`) back.
+    UpdateIdentity {
+        /// The pod's name.
+        name: String,
+        /// The labels to set.
+        labels: Value,
+    },
     /// Make the set the controller of an orphan pod its selector matches.
     AdoptPod {
         /// The pod's name.
@@ -559,7 +567,14 @@ pub fn plan(
 ) -> Plan {
     let s = settings(sts);
     let revs = revisions(sts, &s, revisions_in);
-    let mut actions = revs.actions.clone();
+    let being_deleted = sts.metadata.deletion_timestamp.is_some();
+    // A set being deleted records no revisions (it would only leave orphans behind).
+    let mut actions: Vec<Action> = revs
+        .actions
+        .iter()
+        .filter(|_| !being_deleted)
+        .cloned()
+        .collect();
     let end = s.start + s.replicas;
     let selector = selector_of(sts);
     let mut owned: Vec<&Pod> = Vec::new();
@@ -735,6 +750,16 @@ pub fn plan(
             blocked = true;
             continue;
         }
+        let label = |k: &str| p.metadata.labels.as_ref().and_then(|l| l.get(k)).cloned();
+        let pname = name_of(p);
+        if label(POD_NAME_LABEL).as_deref() != Some(pname.as_str())
+            || label(POD_INDEX_LABEL) != Some(ordinal.to_string())
+        {
+            actions.push(Action::UpdateIdentity {
+                name: pname.clone(),
+                labels: json!({POD_NAME_LABEL: pname, POD_INDEX_LABEL: ordinal.to_string()}),
+            });
+        }
         for (_, c) in claims_for(sts, &s, ordinal) {
             let cname = c["metadata"]["name"].as_str().unwrap_or("");
             if let Some(claim) = claim_by_name.get(cname)
@@ -858,7 +883,7 @@ pub fn plan(
         .and_then(|s| s.revision_history_limit)
         .unwrap_or(10)
         .max(0) as usize;
-    if history.len() > limit {
+    if history.len() > limit && !being_deleted {
         for (n, _) in &history[..history.len() - limit] {
             actions.push(Action::DeleteRevision(n.clone()));
         }
@@ -1231,6 +1256,37 @@ async fn sync(
                 {
                     Ok(c) => claims.put(c),
                     Err(e) => tracing::debug!("statefulset {ns}/{name}: claim {claim}: {e}"),
+                }
+            }
+            Action::UpdateIdentity {
+                name: pname,
+                labels,
+            } => {
+                let body = json!({"metadata": {"labels": labels}});
+                match pod_api
+                    .patch(pname, &PatchParams::default(), &Patch::Merge(&body))
+                    .await
+                {
+                    Ok(p) => {
+                        pods.put(p);
+                        let msg = format!("update Pod {pname} in StatefulSet {name} successful");
+                        record(
+                            client,
+                            COMPONENT,
+                            &about,
+                            "Normal",
+                            "SuccessfulUpdate",
+                            &msg,
+                        )
+                        .await;
+                    }
+                    Err(e) => {
+                        let msg = format!(
+                            "update Pod {pname} in StatefulSet {name} failed error: {}",
+                            error_message(&e)
+                        );
+                        record(client, COMPONENT, &about, "Warning", "FailedUpdate", &msg).await;
+                    }
                 }
             }
             Action::AdoptPod {

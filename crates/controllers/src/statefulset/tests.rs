@@ -70,7 +70,8 @@ fn pod(o: i32, r: &str, state: &str) -> Pod {
     };
     let mut v = json!({
         "metadata": {"name": format!("db-{o}"), "namespace": "default", "uid": format!("uid-{o}"),
-            "labels": {"app": "db", REVISION_LABEL: r},
+            "labels": {"app": "db", REVISION_LABEL: r, POD_NAME_LABEL: format!("db-{o}"),
+                POD_INDEX_LABEL: o.to_string()},
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db",
                 "uid": "sts-uid", "controller": true}]},
         "spec": {"containers": []},
@@ -764,7 +765,7 @@ fn a_set_being_deleted_makes_no_pods() {
         "img:1",
         json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}}),
     );
-    let p = run_plan(&set, &[], &[], &[rev(&set, 1)]);
+    let p = run_plan(&set, &[], &[], &[rev(&sts("img:1", json!({})), 1)]);
     assert_eq!(steps(&p), Vec::<String>::new());
 }
 
@@ -830,4 +831,26 @@ fn orphans_its_selector_matches_are_adopted() {
         vec![format!("+pod db-1@{r1}")],
         "db-0 counts as the set's"
     );
+}
+
+#[test]
+fn a_pod_missing_its_identity_labels_gets_them_back() {
+    let set = sts("img:1", json!({"spec": {"replicas": 1}}));
+    let r1 = rev_name(&set);
+    let mut p0 = pod(0, &r1, "ready");
+    p0.metadata.labels.as_mut().unwrap().remove(POD_INDEX_LABEL);
+    let p = run_plan(&set, &[p0], &claims(&[0]), &[rev(&set, 1)]);
+    assert_eq!(
+        p.actions,
+        [Action::UpdateIdentity {
+            name: "db-0".into(),
+            labels: json!({POD_NAME_LABEL: "db-0", POD_INDEX_LABEL: "0"})
+        }]
+    );
+    // A set being deleted records no revision and touches nothing.
+    let gone = sts(
+        "img:1",
+        json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}}),
+    );
+    assert_eq!(run_plan(&gone, &[], &[], &[]).actions, []);
 }
