@@ -185,9 +185,21 @@ async fn a_statefulset_comes_up_in_order_scales_rolls_and_undoes_with_kubectl() 
         assert_eq!(only(&lines, "-"), ["-db-4", "-db-3"], "{lines:?}");
         let claims = c.ok(&["get", "pvc", "-o", "jsonpath={.items[*].metadata.name}"]);
         assert_eq!(claims, "data-db-0 data-db-1 data-db-2 data-db-3 data-db-4", "Retain");
+        let events = c.ok(&["get", "events", "-o", "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}"]);
+        assert!(
+            events.contains("SuccessfulDelete: delete Pod db-4 in StatefulSet db successful"),
+            "{events}"
+        );
         c.wait("status settles at 3", || {
             c.ok(&["get", "sts", "db", "-o", "jsonpath={.status.replicas}/{.status.readyReplicas}"]) == "3/3"
         });
+
+        let row: Vec<String> = c
+            .ok(&["get", "sts", "db", "--no-headers"])
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(&row[..2], ["db", "3/3"], "NAME READY: {row:?}");
 
         // A template change rolls db-2, db-1, db-0.
         c.ok(&["set", "image", "sts/db", "db=busybox:b"]);
