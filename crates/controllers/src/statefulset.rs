@@ -677,7 +677,18 @@ pub fn plan(
             for (_, c) in claims_for(sts, &s, ordinal) {
                 let cname = c["metadata"]["name"].as_str().unwrap_or("").to_string();
                 match claim_by_name.get(cname.as_str()) {
-                    Some(existing) if existing.metadata.deletion_timestamp.is_some() => {
+                    // Being deleted, or still owned by an earlier pod of this
+                    // name (scaled down under whenScaled: Delete): wait for it
+                    // to go rather than start on a claim about to vanish.
+                    Some(existing)
+                        if existing.metadata.deletion_timestamp.is_some()
+                            || existing
+                                .metadata
+                                .owner_references
+                                .iter()
+                                .flatten()
+                                .any(|r| r.kind == "Pod" && r.name == pname) =>
+                    {
                         stuck = true
                     }
                     Some(_) => {}

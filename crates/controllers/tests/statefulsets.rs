@@ -295,6 +295,13 @@ async fn claims_go_with_the_set_and_scaled_down_pods_under_delete_policies() {
         c.wait("claims of scaled-down pods go", || {
             c.ok(&["get", "pvc", "-o", "jsonpath={.items[*].metadata.name}"]) == "data-db-0"
         });
+        // Scaling back up makes fresh claims once the old ones are gone.
+        c.ok(&["scale", "sts", "db", "--replicas=2"]);
+        c.ok(&["rollout", "status", "sts/db", "--timeout=30s"]);
+        assert_eq!(
+            c.ok(&["get", "pvc", "-o", "jsonpath={.items[*].metadata.name}"]),
+            "data-db-0 data-db-1"
+        );
         c.ok(&["delete", "sts", "db"]);
         c.wait("the last claim goes with the set", || {
             c.ok(&["get", "pvc", "-o", "jsonpath={.items[*].metadata.name}"]).is_empty()

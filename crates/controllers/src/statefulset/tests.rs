@@ -854,3 +854,33 @@ fn a_pod_missing_its_identity_labels_gets_them_back() {
     );
     assert_eq!(run_plan(&gone, &[], &[], &[]).actions, []);
 }
+
+#[test]
+fn a_claim_still_owned_by_an_earlier_pod_or_being_deleted_holds_the_pod() {
+    let set = sts("img:1", json!({"spec": {"replicas": 1}}));
+    let r1 = rev_name(&set);
+    let old_pod_ref = json!([{"apiVersion": "v1", "kind": "Pod", "name": "db-0",
+        "uid": "old-uid", "controller": true}]);
+    let mut deleting = claim("data-db-0", json!([]));
+    deleting.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+        ));
+    let cases: Vec<(&str, Vec<PersistentVolumeClaim>, Vec<String>)> = vec![
+        (
+            "a plain claim is used",
+            vec![claim("data-db-0", json!([]))],
+            vec![format!("+pod db-0@{r1}")],
+        ),
+        (
+            "a claim a scaled-down pod still owns",
+            vec![claim("data-db-0", old_pod_ref)],
+            vec![],
+        ),
+        ("a claim being deleted", vec![deleting], vec![]),
+    ];
+    for (what, cl, want) in cases {
+        let p = run_plan(&set, &[], &cl, &[rev(&set, 1)]);
+        assert_eq!(steps(&p), want, "{what}");
+    }
+}
