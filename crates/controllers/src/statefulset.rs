@@ -37,7 +37,30 @@
 //! - Claim owner references per the retention policy: `whenDeleted: Delete`
 //!   makes the set the claim's controller; `whenScaled: Delete` makes a
 //!   scaled-down pod the controller (the garbage collector then deletes the
-//!   claim with its owner).
+//!   claim with its owner). A pod is not created while one of its claims is
+//!   being deleted or still has a Pod owner of the pod's name.
+//! - Orphan pods and revisions the selector matches are adopted (so `kubectl
+//!   delete sts --cascade=orphan` and re-creating the set keeps the pods);
+//!   missing `pod-name`/`pod-index` labels are put back (`SuccessfulUpdate`).
+//! - `status` (`replicas`, `readyReplicas`, `availableReplicas`,
+//!   `currentReplicas`, `updatedReplicas`, `currentRevision`,
+//!   `updateRevision`, `collisionCount`, `observedGeneration`) is counted from
+//!   the pods as the sync found them; a rolling deletion counts one current
+//!   replica less; when every replica is updated and Ready the update
+//!   revision becomes the current one (RollingUpdate only).
+//! - Events: `SuccessfulCreate` "create Pod db-0 in StatefulSet db
+//!   successful" and "create Claim data-db-0 Pod db-0 in StatefulSet db
+//!   success", `SuccessfulDelete` "delete Pod db-4 in StatefulSet db
+//!   successful", `FailedCreate`/`FailedDelete` "… failed error: …".
+//!
+//! `maxUnavailable` behaves as with Kubernetes' `MaxUnavailableStatefulSet`
+//! gate on (Kubernetes 1.32 has it off and ignores the field): unhealthy
+//! replicas count against it and up to the rest are replaced at once,
+//! highest first. Without the field the rollout is the classic one at a time.
+//!
+//! Not done: the pod's `volumes` are not rechecked after creation
+//! (Kubernetes' `storageMatches`); pods the selector no longer matches are
+//! not released.
 //!
 //! # Beyond Kubernetes: a stuck rollout recovers (kubernetes#67250)
 //!
