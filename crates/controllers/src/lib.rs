@@ -19,6 +19,8 @@
 //! - [`job`]: Jobs (parallelism, completions, Indexed, back-off, deadline,
 //!   suspend, finalizer-tracked counting) and the TTL-after-finished controller.
 //! - [`daemonset`]: one pod per eligible node, rolling updates, ControllerRevisions.
+//! - [`statefulset`]: ordinal pods with stable names and claims, ordered and
+//!   parallel scaling, rolling updates with partitions, ControllerRevisions.
 //! - [`gc`]: the garbage collector (owner references, foreground and orphan
 //!   deletion).
 //! - [`ipam`]: node IPAM, a pod CIDR for every Node from the cluster CIDR.
@@ -39,6 +41,7 @@ pub mod job;
 pub mod node_lifecycle;
 pub mod podgc;
 pub mod replicaset;
+pub mod statefulset;
 
 mod cache;
 mod events;
@@ -65,7 +68,7 @@ pub struct Config {
     pub pod_gc: bool,
     /// Run the disruption controller.
     pub disruption: bool,
-    /// Run the workload controllers (ReplicaSet, Deployment, Job, DaemonSet) and the garbage collector.
+    /// Run the workload controllers (ReplicaSet, Deployment, Job, DaemonSet, StatefulSet) and the garbage collector.
     pub workloads: bool,
     /// Run the Endpoints and EndpointSlice controllers.
     pub endpoints: bool,
@@ -169,6 +172,11 @@ pub async fn run(client: kube::Client, config: Config, shutdown: watch::Receiver
             shutdown.clone(),
         )));
         tasks.push(tokio::spawn(daemonset::run_with_pods(
+            client.clone(),
+            informer.subscribe(),
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(statefulset::run_with_pods(
             client.clone(),
             informer.subscribe(),
             shutdown.clone(),
