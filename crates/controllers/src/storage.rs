@@ -92,7 +92,7 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::watcher;
 use plan::{Action, Observed, Options};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -126,6 +126,8 @@ pub const ANN_SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
 pub const ANN_BETA_STORAGE_CLASS: &str = "volume.beta.kubernetes.io/storage-class";
 /// The annotation marking the default StorageClass.
 pub const ANN_DEFAULT_CLASS: &str = "storageclass.kubernetes.io/is-default-class";
+/// The beta spelling of [`ANN_DEFAULT_CLASS`].
+pub const ANN_BETA_DEFAULT_CLASS: &str = "storageclass.beta.kubernetes.io/is-default-class";
 /// The finalizer the API server puts on claims.
 pub const PVC_PROTECTION_FINALIZER: &str = "kubernetes.io/pvc-protection";
 /// The finalizer the API server puts on volumes.
@@ -164,41 +166,59 @@ const COMPONENT: &str = "persistentvolume-controller";
 /// The component the provisioner's Events are recorded under.
 const PROVISIONER_COMPONENT: &str = "skiff.io/local-path";
 
-/// Carries out one action; false when it failed (the next round retries).
+/// An object a write returned.
+enum Written {
+    Volume(Box<PersistentVolume>),
+    Claim(Box<PersistentVolumeClaim>),
+}
+
+/// Remembers the resourceVersion a write returned, so a later step of the
+/// same round on the same object does not conflict with the round's own write.
+fn note(rvs: &mut HashMap<String, String>, key: String, rv: &Option<String>) {
+    if let Some(rv) = rv {
+        rvs.insert(key, rv.clone());
+    }
+}
+
+/// Carries out one action: Err when it failed (the next round retries), else
+/// the object written, when the write returns one.
 async fn execute(
     client: &kube::Client,
     a: &Action,
-    rvs: &mut std::collections::HashMap<String, String>,
-) -> bool {
+    rvs: &mut HashMap<String, String>,
+) -> Result<Option<Written>, ()> {
     let pvs = Api::<PersistentVolume>::all(client.clone());
     let pp = PostParams::default();
-    let res: Result<(), kube::Error> = match a {
-        Action::CreateVolume(v) => pvs.create(&pp, v).await.map(|_| ()),
+    let merge_status =
+        |status: serde_json::Value| Patch::Merge(serde_json::json!({"status": status}));
+    let res: Result<Option<Written>, kube::Error> = match a {
+        Action::CreateVolume(v) => pvs
+            .create(&pp, v)
+            .await
+            .map(|o| Some(Written::Volume(Box::new(o)))),
         Action::UpdateVolume(v) => {
             let mut v = (**v).clone();
-            let key = format!("pv/{}", v.metadata.name.as_deref().unwrap_or(""));
+            let name = v.metadata.name.clone().unwrap_or_default();
+            let key = format!("pv/{name}");
             if let Some(rv) = rvs.get(&key) {
                 v.metadata.resource_version = Some(rv.clone());
             }
-            let name = v.metadata.name.clone().unwrap_or_default();
             v.status = None;
             pvs.replace(&name, &pp, &v).await.map(|o| {
-                if let Some(rv) = o.metadata.resource_version {
-                    rvs.insert(key, rv);
-                }
+                note(rvs, key, &o.metadata.resource_version);
+                Some(Written::Volume(Box::new(o)))
             })
         }
         Action::VolumeStatus { name, status } => pvs
             .patch_status(
                 name,
                 &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"status": status})),
+                &merge_status(serde_json::to_value(status).unwrap_or_default()),
             )
             .await
             .map(|o| {
-                if let Some(rv) = o.metadata.resource_version {
-                    rvs.insert(format!("pv/{name}"), rv);
-                }
+                note(rvs, format!("pv/{name}"), &o.metadata.resource_version);
+                Some(Written::Volume(Box::new(o)))
             }),
         Action::DeleteVolume { name, uid } => pvs
             .delete(
@@ -212,7 +232,7 @@ async fn execute(
                 },
             )
             .await
-            .map(|_| ()),
+            .map(|_| None),
         Action::UpdateClaim(c) => {
             let mut c = (**c).clone();
             let ns = c.metadata.namespace.clone().unwrap_or_default();
@@ -226,9 +246,8 @@ async fn execute(
                 .replace(&name, &pp, &c)
                 .await
                 .map(|o| {
-                    if let Some(rv) = o.metadata.resource_version {
-                        rvs.insert(key, rv);
-                    }
+                    note(rvs, key, &o.metadata.resource_version);
+                    Some(Written::Claim(Box::new(o)))
                 })
         }
         Action::ClaimStatus {
@@ -239,13 +258,16 @@ async fn execute(
             .patch_status(
                 name,
                 &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"status": status})),
+                &merge_status(serde_json::to_value(status).unwrap_or_default()),
             )
             .await
             .map(|o| {
-                if let Some(rv) = o.metadata.resource_version {
-                    rvs.insert(format!("pvc/{namespace}/{name}"), rv);
-                }
+                note(
+                    rvs,
+                    format!("pvc/{namespace}/{name}"),
+                    &o.metadata.resource_version,
+                );
+                Some(Written::Claim(Box::new(o)))
             }),
         Action::Event {
             about,
@@ -260,13 +282,12 @@ async fn execute(
             } else {
                 COMPONENT
             };
-            let api_version = "v1";
             crate::events::record(
                 client,
                 component,
                 &crate::events::Involved {
                     kind: about.kind,
-                    api_version,
+                    api_version: "v1",
                     namespace: &about.namespace,
                     name: &about.name,
                     uid: Some(&about.uid),
@@ -276,16 +297,10 @@ async fn execute(
                 message,
             )
             .await;
-            Ok(())
+            Ok(None)
         }
     };
-    match res {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::debug!("storage: {a:?}: {e}");
-            false
-        }
-    }
+    res.map_err(|e| tracing::debug!("storage: {a:?}: {e}"))
 }
 
 /// The objects an action concerns: itself, and the other side of a binding.
@@ -418,7 +433,7 @@ pub async fn run_with_pods(
                     pods: pods.values().cloned().collect(),
                 };
                 let actions = plan::plan(&observed, &opts);
-                let mut rvs = std::collections::HashMap::new();
+                let mut rvs = HashMap::new();
                 // Objects a failed write touched: the rest of their steps wait
                 // for the next round, as Kubernetes' bind stops at its first error.
                 let mut failed: HashSet<String> = HashSet::new();
@@ -432,12 +447,25 @@ pub async fn run_with_pods(
                     if touched.iter().any(|k| failed.contains(k)) {
                         continue;
                     }
-                    if !execute(&client, a, &mut rvs).await {
-                        failed.extend(touched);
-                        // A conflict or a failure: look again soon with fresh objects.
-                        next_resync = tokio::time::Instant::now() + Duration::from_millis(500);
+                    match execute(&client, a, &mut rvs).await {
+                        // What a write returned is newer than the watch may be yet.
+                        Ok(Some(Written::Volume(v))) => volumes.put(*v),
+                        Ok(Some(Written::Claim(c))) => claims.put(*c),
+                        Ok(None) => {}
+                        Err(()) => {
+                            failed.extend(touched);
+                            // A conflict or a failure: look again soon with fresh objects.
+                            next_resync = tokio::time::Instant::now() + Duration::from_millis(500);
+                        }
                     }
                 }
+                // Forget the recorded events of objects that are gone.
+                let live: HashSet<&str> = claims
+                    .values()
+                    .filter_map(|c| c.metadata.uid.as_deref())
+                    .chain(volumes.values().filter_map(|v| v.metadata.uid.as_deref()))
+                    .collect();
+                recorded.retain(|(uid, _, _)| live.contains(uid.as_str()));
             }
         }
     }

@@ -92,6 +92,7 @@ async fn a_claim_of_the_default_class_waits_for_its_node_then_is_provisioned_the
         assert_eq!(get(&c, &["pv"], "{.items[*].metadata.name}"), "");
 
         // The scheduler's part: the node of the first consumer.
+        let t0 = std::time::Instant::now();
         c.ok(&[
             "annotate",
             "pvc",
@@ -101,6 +102,8 @@ async fn a_claim_of_the_default_class_waits_for_its_node_then_is_provisioned_the
         c.wait("bound", || {
             get(&c, &["pvc", "data"], "{.status.phase}") == "Bound"
         });
+        // (Polled through kubectl every 100 ms, so an upper bound.)
+        eprintln!("provisioned and bound in {:?}", t0.elapsed());
         let uid = get(&c, &["pvc", "data"], "{.metadata.uid}");
         let pv = format!("pvc-{uid}");
         assert_eq!(get(&c, &["pvc", "data"], "{.spec.volumeName}"), pv);

@@ -650,6 +650,27 @@ impl Round<'_> {
         }
     }
 
+    /// The default class (`is-default-class: "true"`), the newest if several.
+    fn default_class(&self) -> Option<String> {
+        self.classes
+            .values()
+            .filter(|c| {
+                ann(&c.metadata, ANN_DEFAULT_CLASS) == Some("true")
+                    || ann(&c.metadata, ANN_BETA_DEFAULT_CLASS) == Some("true")
+            })
+            .max_by(|a, b| {
+                (
+                    a.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                    name(&b.metadata),
+                )
+                    .cmp(&(
+                        b.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                        name(&a.metadata),
+                    ))
+            })
+            .map(|c| name(&c.metadata).to_string())
+    }
+
     fn class_of(&self, c: &PersistentVolumeClaim) -> Option<&StorageClass> {
         self.classes.get(claim_class(c)).copied()
     }
@@ -699,13 +720,49 @@ impl Round<'_> {
                 self.bind(&v, key);
                 return;
             }
+            if claim_class_unset(c)
+                && let Some(default) = self.default_class()
+            {
+                // Retroactive default class assignment: a claim made before
+                // any default class existed gets it now.
+                let mut nc = c.clone();
+                nc.spec
+                    .get_or_insert_with(Default::default)
+                    .storage_class_name = Some(default);
+                self.update_claim(key, nc);
+                return;
+            }
             if delay && selected.is_none() {
-                self.event(
-                    claim_about(c),
-                    "Normal",
-                    "WaitForFirstConsumer",
-                    "waiting for first consumer to be created before binding".into(),
-                );
+                let waiting: Vec<&str> = self
+                    .pods
+                    .iter()
+                    .filter(|p| {
+                        p.spec
+                            .as_ref()
+                            .is_some_and(|s| s.node_name.as_deref().is_none_or(str::is_empty))
+                            && !matches!(
+                                p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                                Some("Succeeded" | "Failed")
+                            )
+                            && pod_names_claim(p, c)
+                    })
+                    .map(|p| name(&p.metadata))
+                    .collect();
+                let (reason, message) = match waiting.as_slice() {
+                    [] => (
+                        "WaitForFirstConsumer",
+                        "waiting for first consumer to be created before binding".to_string(),
+                    ),
+                    [one] => (
+                        "WaitForPodScheduled",
+                        format!("waiting for pod {one} to be scheduled"),
+                    ),
+                    many => (
+                        "WaitForPodScheduled",
+                        format!("waiting for pods {} to be scheduled", many.join(",")),
+                    ),
+                };
+                self.event(claim_about(c), "Normal", reason, message);
             } else if !claim_class(c).is_empty() {
                 self.provision_claim(key, c);
             } else {
@@ -941,6 +998,27 @@ impl Round<'_> {
             }
         }
     }
+}
+
+/// Whether the claim has no class at all (absent, not `""`, and no beta annotation).
+fn claim_class_unset(c: &PersistentVolumeClaim) -> bool {
+    ann(&c.metadata, ANN_BETA_STORAGE_CLASS).is_none()
+        && c.spec
+            .as_ref()
+            .is_none_or(|s| s.storage_class_name.is_none())
+}
+
+/// Whether one of the pod's volumes names the claim (same namespace).
+fn pod_names_claim(p: &Pod, c: &PersistentVolumeClaim) -> bool {
+    ns(&p.metadata) == ns(&c.metadata)
+        && p.spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .any(|v| {
+                v.persistent_volume_claim
+                    .as_ref()
+                    .is_some_and(|s| s.claim_name == name(&c.metadata))
+            })
 }
 
 /// Whether a pod keeps a claim from being deleted (`podUsesPVC`): it is

@@ -908,3 +908,66 @@ fn the_default_class() {
                "volumeBindingMode": "WaitForFirstConsumer"})
     );
 }
+
+#[test]
+fn a_claim_made_before_any_default_class_gets_it_later() {
+    // No class at all (admission found no default then); "" means none and stays.
+    let mut unset = claim("late", "1Gi", None);
+    unset.spec.as_mut().unwrap().storage_class_name = None;
+    let mut o = Observed {
+        claims: vec![unset, claim("none", "1Gi", Some(""))],
+        classes: vec![default_class()],
+        ..Default::default()
+    };
+    let events = settle(&mut o);
+    let class_of = |o: &Observed, n: &str| {
+        o.claims
+            .iter()
+            .find(|c| c.metadata.name.as_deref() == Some(n))
+            .and_then(|c| c.spec.as_ref()?.storage_class_name.clone())
+    };
+    assert_eq!(class_of(&o, "late").as_deref(), Some("local-path"));
+    assert_eq!(class_of(&o, "none").as_deref(), Some(""));
+    assert_eq!(
+        events,
+        [
+            "none FailedBinding: no persistent volumes available for this claim and no storage class is set",
+            "late WaitForFirstConsumer: waiting for first consumer to be created before binding",
+        ]
+    );
+}
+
+#[test]
+fn wait_for_first_consumer_names_the_pods_not_yet_scheduled() {
+    let pod = |name: &str, node: &str| -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"nodeName": node, "containers": [],
+                     "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]}
+        }))
+        .unwrap()
+    };
+    let cases = [
+        (
+            vec![],
+            "WaitForFirstConsumer: waiting for first consumer to be created before binding",
+        ),
+        (
+            vec![pod("db-0", "")],
+            "WaitForPodScheduled: waiting for pod db-0 to be scheduled",
+        ),
+        (
+            vec![pod("a", ""), pod("b", ""), pod("c", "n1")],
+            "WaitForPodScheduled: waiting for pods a,b to be scheduled",
+        ),
+    ];
+    for (pods, want) in cases {
+        let mut o = Observed {
+            claims: vec![claim("data", "1Gi", Some("local-path"))],
+            classes: vec![default_class()],
+            pods,
+            ..Default::default()
+        };
+        assert_eq!(settle(&mut o), [format!("data {want}")]);
+    }
+}
