@@ -336,6 +336,63 @@ fn touches(a: &Action) -> Vec<String> {
     }
 }
 
+/// What of a node the planner reads: labels, Ready, unschedulable.
+fn node_digest(
+    n: &Node,
+) -> (
+    Option<&std::collections::BTreeMap<String, String>>,
+    bool,
+    bool,
+) {
+    let ready = n
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let unschedulable = n
+        .spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .unwrap_or(false);
+    (n.metadata.labels.as_ref(), ready, unschedulable)
+}
+
+/// Applies a node event; true only when something the planner reads changed
+/// (heartbeats alone do not start a round).
+fn apply_node(nodes: &mut Cache<Node>, e: watcher::Event<Node>) -> bool {
+    if let watcher::Event::Apply(n) = &e
+        && let Some(cur) = nodes.get(&crate::key_of(&n.metadata))
+        && node_digest(cur) == node_digest(n)
+    {
+        nodes.apply(e);
+        return false;
+    }
+    nodes.apply(e)
+}
+
+/// Whether a pod names a claim in a volume (the only pods storage looks at).
+fn names_a_claim(p: &Pod) -> bool {
+    p.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .any(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some())
+}
+
+/// Applies a pod event, keeping only pods that name claims; true when the cache changed.
+fn apply_pod(pods: &mut Cache<Pod>, e: watcher::Event<std::sync::Arc<Pod>>) -> bool {
+    match e {
+        watcher::Event::Apply(p) if !names_a_claim(&p) => {
+            if pods.get(&crate::key_of(&p.metadata)).is_some() {
+                pods.apply(watcher::Event::Delete(p))
+            } else {
+                false
+            }
+        }
+        watcher::Event::InitApply(p) if !names_a_claim(&p) => false,
+        e => pods.apply(e),
+    }
+}
+
 /// Runs the storage controllers (with a pod watch of their own) until `shutdown` turns true.
 pub async fn run(client: kube::Client, config: crate::Config, shutdown: watch::Receiver<bool>) {
     run_with_pods(
@@ -386,6 +443,8 @@ pub async fn run_with_pods(
     let mut recorded: HashSet<(String, &'static str, String)> = HashSet::new();
     let mut dirty = true;
     let mut next_resync = tokio::time::Instant::now();
+    // Rounds in a row with a failed write: the retry waits 0.5 s, doubling to 16 s.
+    let mut failing: u32 = 0;
     loop {
         let wake = if dirty {
             tokio::time::Instant::now() + Duration::from_millis(20)
@@ -410,12 +469,12 @@ pub async fn run_with_pods(
                 None => return,
             },
             ev = nodes_w.next() => match ev {
-                Some(Ok(e)) => dirty |= nodes.apply(e),
+                Some(Ok(e)) => dirty |= apply_node(&mut nodes, e),
                 Some(Err(e)) => tracing::debug!("storage: node watch: {e}"),
                 None => return,
             },
             ev = pods_w.next() => match ev {
-                Some(Ok(e)) => dirty |= pods.apply(e),
+                Some(Ok(e)) => dirty |= apply_pod(&mut pods, e),
                 Some(Err(e)) => tracing::debug!("storage: pod watch: {e}"),
                 None => return,
             },
@@ -455,10 +514,12 @@ pub async fn run_with_pods(
                         Err(()) => {
                             failed.extend(touched);
                             // A conflict or a failure: look again soon with fresh objects.
-                            next_resync = tokio::time::Instant::now() + Duration::from_millis(500);
+                            let wait = Duration::from_millis(500 << failing.min(5));
+                            next_resync = tokio::time::Instant::now() + wait;
                         }
                     }
                 }
+                failing = if failed.is_empty() { 0 } else { failing + 1 };
                 // Forget the recorded events of objects that are gone.
                 let live: HashSet<&str> = claims
                     .values()

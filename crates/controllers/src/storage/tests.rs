@@ -971,3 +971,38 @@ fn wait_for_first_consumer_names_the_pods_not_yet_scheduled() {
         assert_eq!(settle(&mut o), [format!("data {want}")]);
     }
 }
+
+#[test]
+fn only_pods_with_claims_and_node_changes_that_matter_start_a_round() {
+    use kube::runtime::watcher::Event;
+    use std::sync::Arc;
+    let pod = |name: &str, claim: bool| -> Arc<Pod> {
+        let vols = if claim {
+            json!([{"name": "d", "persistentVolumeClaim": {"claimName": "c"}}])
+        } else {
+            json!([{"name": "e", "emptyDir": {}}])
+        };
+        Arc::new(
+            serde_json::from_value(json!({"metadata": {"name": name, "namespace": "default",
+                "resourceVersion": "1"}, "spec": {"containers": [], "volumes": vols}}))
+            .unwrap(),
+        )
+    };
+    let mut pods = crate::cache::Cache::new();
+    assert!(!apply_pod(&mut pods, Event::Apply(pod("plain", false))));
+    assert!(apply_pod(&mut pods, Event::Apply(pod("db", true))));
+    assert_eq!(pods.values().count(), 1);
+
+    let mut nodes = crate::cache::Cache::new();
+    let mut n = node("n1", true);
+    n.metadata.resource_version = Some("1".into());
+    assert!(apply_node(&mut nodes, Event::Apply(n.clone())));
+    let mut beat = n.clone();
+    beat.metadata.resource_version = Some("2".into());
+    beat.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].last_heartbeat_time =
+        Some(Time("2026-01-01T00:00:10Z".parse().unwrap()));
+    assert!(!apply_node(&mut nodes, Event::Apply(beat)), "a heartbeat");
+    let mut down = node("n1", false);
+    down.metadata.resource_version = Some("3".into());
+    assert!(apply_node(&mut nodes, Event::Apply(down)), "NotReady");
+}
