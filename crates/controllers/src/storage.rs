@@ -42,7 +42,9 @@
 //!
 //! - name `pvc-<claim uid>` ([`plan::provisioned_volume_name`]);
 //! - annotation [`ANN_PROVISIONED_BY`]` = skiff.io/local-path`;
-//! - finalizer [`LOCAL_PATH_CLEANUP_FINALIZER`] (`skiff.io/local-path-cleanup`);
+//! - finalizer [`LOCAL_PATH_CLEANUP_FINALIZER`] (`skiff.io/local-path-cleanup`)
+//!   while its reclaim policy is `Delete` (the controller adds or removes it
+//!   when the policy is changed, so deleting a `Retain` volume keeps its data);
 //! - `spec.hostPath = {path: <nodePath>/pvc-<claim uid>_<namespace>_<claim name>, type: DirectoryOrCreate}`
 //!   ([`plan::local_path_dir`]), where `<nodePath>` is the class parameter
 //!   [`NODE_PATH_PARAMETER`] (`nodePath`), else [`crate::Config::storage_node_path`]
@@ -66,8 +68,8 @@
 //! finalizer from the volume** (a JSON patch or an update; other finalizers,
 //! e.g. `kubernetes.io/pv-protection`, are left to their owners). The controller
 //! deletes such a volume only after it is `Released` with reclaim policy
-//! `Delete`, so a `Retain` volume keeps its directory until an administrator
-//! deletes the PV, which then triggers the same cleanup.
+//! `Delete`; a `Retain` volume carries no such finalizer, so its directory
+//! outlives the PV, as in k3s.
 //!
 //! # Protection
 //!

@@ -971,9 +971,33 @@ impl Round<'_> {
             .min_by_key(|h| (load.get(h).copied().unwrap_or(0), h.clone()))
     }
 
-    /// The PV and PVC protection controllers.
+    /// The PV and PVC protection controllers; and the cleanup finalizer of
+    /// provisioned volumes, present exactly while their policy is Delete (as
+    /// the external provisioners' finalizer is), so that deleting a Retain
+    /// volume leaves its data on the node.
     fn protection(&mut self) {
         let names: Vec<String> = self.volumes.keys().cloned().collect();
+        for n in &names {
+            let v = &self.volumes[n];
+            if v.metadata.deletion_timestamp.is_some()
+                || ann(&v.metadata, ANN_PROVISIONED_BY) != Some(LOCAL_PATH_PROVISIONER)
+            {
+                continue;
+            }
+            let want = reclaim_policy(v) == "Delete";
+            if want != has_finalizer(&v.metadata, LOCAL_PATH_CLEANUP_FINALIZER) {
+                let mut nv = v.clone();
+                if want {
+                    nv.metadata
+                        .finalizers
+                        .get_or_insert_with(Vec::new)
+                        .push(LOCAL_PATH_CLEANUP_FINALIZER.into());
+                } else {
+                    without_finalizer(&mut nv.metadata, LOCAL_PATH_CLEANUP_FINALIZER);
+                }
+                self.update_volume(nv);
+            }
+        }
         for n in names {
             let v = &self.volumes[&n];
             if v.metadata.deletion_timestamp.is_some()
@@ -1082,7 +1106,8 @@ pub fn local_path_volume(
                 ANN_PROVISIONED_BY.to_string(),
                 LOCAL_PATH_PROVISIONER.to_string(),
             )])),
-            finalizers: Some(vec![LOCAL_PATH_CLEANUP_FINALIZER.to_string()]),
+            finalizers: (class.reclaim_policy.as_deref().unwrap_or("Delete") == "Delete")
+                .then(|| vec![LOCAL_PATH_CLEANUP_FINALIZER.to_string()]),
             ..Default::default()
         },
         spec: Some(PersistentVolumeSpec {

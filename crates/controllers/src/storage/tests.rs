@@ -1006,3 +1006,45 @@ fn only_pods_with_claims_and_node_changes_that_matter_start_a_round() {
     down.metadata.resource_version = Some("3".into());
     assert!(apply_node(&mut nodes, Event::Apply(down)), "NotReady");
 }
+
+#[test]
+fn the_cleanup_finalizer_follows_the_reclaim_policy() {
+    // Provisioned under a Retain class: no cleanup finalizer, so deleting the PV keeps the data.
+    let mut c = claim("c", "1Gi", Some("keep"));
+    c.metadata.annotations = Some(BTreeMap::from([(ANN_SELECTED_NODE.into(), "n1".into())]));
+    let mut o = Observed {
+        claims: vec![c],
+        classes: vec![class("keep", "WaitForFirstConsumer", "Retain")],
+        ..Default::default()
+    };
+    settle(&mut o);
+    let finalizers = |o: &Observed| o.volumes[0].metadata.finalizers.clone().unwrap_or_default();
+    assert_eq!(finalizers(&o), [PV_PROTECTION_FINALIZER]);
+    // The administrator switches it to Delete: the finalizer comes; back to Retain: it goes.
+    for (policy, want) in [
+        (
+            "Delete",
+            vec![PV_PROTECTION_FINALIZER, LOCAL_PATH_CLEANUP_FINALIZER],
+        ),
+        ("Retain", vec![PV_PROTECTION_FINALIZER]),
+    ] {
+        o.volumes[0]
+            .spec
+            .as_mut()
+            .unwrap()
+            .persistent_volume_reclaim_policy = Some(policy.into());
+        settle(&mut o);
+        assert_eq!(finalizers(&o), want, "{policy}");
+    }
+    // Hand-made volumes are never given it.
+    let mut o = Observed {
+        volumes: vec![pv(
+            "manual",
+            "1Gi",
+            json!({"spec": {"persistentVolumeReclaimPolicy": "Delete"}}),
+        )],
+        ..Default::default()
+    };
+    settle(&mut o);
+    assert_eq!(finalizers(&o), [PV_PROTECTION_FINALIZER]);
+}
