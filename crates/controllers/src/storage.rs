@@ -61,15 +61,26 @@
 //! The directory is created by the node's agent when a pod mounts the volume
 //! (`DirectoryOrCreate`). The controller cannot reach a node's disk, so
 //! deleting the directory is the agent's part of the contract: **when a
-//! PersistentVolume with the finalizer `skiff.io/local-path-cleanup` has a
-//! `deletionTimestamp` and `spec.nodeAffinity` pins it to the agent's node
-//! (`kubernetes.io/hostname` In `[<this node>]`), the agent removes the
-//! directory `spec.hostPath.path` (recursively) and then removes that
-//! finalizer from the volume** (a JSON patch or an update; other finalizers,
-//! e.g. `kubernetes.io/pv-protection`, are left to their owners). The controller
-//! deletes such a volume only after it is `Released` with reclaim policy
-//! `Delete`; a `Retain` volume carries no such finalizer, so its directory
-//! outlives the PV, as in k3s.
+//! PersistentVolume
+//!
+//! 1. has the finalizer `skiff.io/local-path-cleanup`,
+//! 2. has a `deletionTimestamp`,
+//! 3. no longer has the finalizer `kubernetes.io/pv-protection` (lifted by
+//!    this controller once the volume is not `Bound`: no claim uses it), and
+//! 4. is pinned by `spec.nodeAffinity.required` to the agent's node
+//!    (`kubernetes.io/hostname` In `[<this node's hostname label>]`, see
+//!    [`plan::pinned_hostname`]),
+//!
+//! the agent removes the directory `spec.hostPath.path` recursively (a
+//! directory that was never made counts as removed) and then removes that one
+//! finalizer from the volume** (a JSON patch or an update; other finalizers
+//! are left to their owners), after which the API server deletes the object.
+//! The controller deletes such a volume itself once it is `Released` with
+//! reclaim policy `Delete`; an administrator may delete one at any time, and
+//! condition 3 keeps the data while a claim is still bound. A `Retain` volume
+//! carries no such finalizer, so its directory outlives the PV, as in k3s. A
+//! volume whose node is gone for good keeps the finalizer until an
+//! administrator removes it.
 //!
 //! # Protection
 //!
