@@ -193,6 +193,19 @@ fn note(rvs: &mut HashMap<String, String>, key: String, rv: &Option<String>) {
     }
 }
 
+/// A merge patch setting a claim's status: fields left unset are cleared.
+fn claim_status_patch(
+    status: &k8s_openapi::api::core::v1::PersistentVolumeClaimStatus,
+) -> serde_json::Value {
+    let mut v = serde_json::to_value(status).unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        for k in ["accessModes", "capacity"] {
+            m.entry(k).or_insert(serde_json::Value::Null);
+        }
+    }
+    v
+}
+
 /// Carries out one action: Err when it failed (the next round retries), else
 /// the object written, when the write returns one.
 async fn execute(
@@ -271,7 +284,7 @@ async fn execute(
             .patch_status(
                 name,
                 &PatchParams::default(),
-                &merge_status(serde_json::to_value(status).unwrap_or_default()),
+                &merge_status(claim_status_patch(status)),
             )
             .await
             .map(|o| {

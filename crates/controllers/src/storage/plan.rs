@@ -279,18 +279,24 @@ pub fn pinned_hostname(v: &PersistentVolume) -> Option<&str> {
 }
 
 /// Why a volume cannot serve a claim that names it (`checkVolumeSatisfyClaim`), if it cannot.
-pub fn check_satisfies(v: &PersistentVolume, c: &PersistentVolumeClaim) -> Option<&'static str> {
+pub fn check_satisfies(v: &PersistentVolume, c: &PersistentVolumeClaim) -> Option<String> {
+    if v.metadata.deletion_timestamp.is_some() {
+        return Some(format!(
+            "the volume is marked for deletion \"{}\"",
+            name(&v.metadata)
+        ));
+    }
     if volume_capacity(v) < claim_request(c) {
-        return Some("requested PV is too small");
+        return Some("requested PV is too small".into());
     }
     if volume_class(v) != claim_class(c) {
-        return Some("storageClassName does not match");
+        return Some("storageClassName does not match".into());
     }
     if volume_volume_mode(v) != claim_volume_mode(c) {
-        return Some("incompatible volumeMode");
+        return Some("incompatible volumeMode".into());
     }
     if !claim_modes(c).is_subset(&volume_modes(v)) {
-        return Some("incompatible accessMode");
+        return Some("incompatible accessMode".into());
     }
     None
 }
@@ -451,13 +457,25 @@ impl Round<'_> {
         });
     }
 
-    fn set_claim_status(&mut self, key: &str, status: PersistentVolumeClaimStatus) {
+    /// `updateClaimStatus`: the phase; without a volume, no access modes or
+    /// capacity; with one, its access modes, and its capacity when the claim
+    /// becomes Bound (not after, so a resize is not clobbered).
+    fn set_claim_status(&mut self, key: &str, phase: &str, volume: Option<&PersistentVolume>) {
         let c = self.claims.get_mut(key).expect("claim in round");
-        let mut new = c.status.clone().unwrap_or_default();
-        new.phase = status.phase;
-        if status.access_modes.is_some() || new.phase.as_deref() == Some("Bound") {
-            new.access_modes = status.access_modes;
-            new.capacity = status.capacity;
+        let cur = c.status.clone().unwrap_or_default();
+        let mut new = cur.clone();
+        new.phase = Some(phase.into());
+        match volume.and_then(|v| v.spec.as_ref()) {
+            None => {
+                new.access_modes = None;
+                new.capacity = None;
+            }
+            Some(spec) => {
+                new.access_modes = spec.access_modes.clone();
+                if cur.phase.as_deref() != Some(phase) {
+                    new.capacity = spec.capacity.clone();
+                }
+            }
         }
         if c.status.as_ref() == Some(&new) {
             return;
@@ -471,10 +489,7 @@ impl Round<'_> {
     }
 
     fn claim_phase(&mut self, key: &str, phase: &str) {
-        let c = &self.claims[key];
-        let mut st = c.status.clone().unwrap_or_default();
-        st.phase = Some(phase.into());
-        self.set_claim_status(key, st);
+        self.set_claim_status(key, phase, None);
     }
 
     fn update_volume(&mut self, v: PersistentVolume) {
@@ -530,18 +545,7 @@ impl Round<'_> {
         if dirty {
             self.update_claim(key, nc);
         }
-        let spec = v.spec.clone().unwrap_or_default();
-        let status = PersistentVolumeClaimStatus {
-            phase: Some("Bound".into()),
-            access_modes: spec.access_modes.clone(),
-            capacity: spec
-                .capacity
-                .as_ref()
-                .and_then(|c| c.get("storage"))
-                .map(|q| BTreeMap::from([("storage".to_string(), q.clone())])),
-            ..Default::default()
-        };
-        self.set_claim_status(key, status);
+        self.set_claim_status(key, "Bound", Some(&v));
     }
 
     /// `syncVolume`.
@@ -576,7 +580,27 @@ impl Round<'_> {
         };
         let bound_to = claim_volume_name(&c);
         if bound_to.is_empty() {
-            // The claim's sync binds it (or it was pre-bound by the user).
+            if volume_volume_mode(&v) != claim_volume_mode(&c) {
+                // The claim's sync will never pick this volume; say why on both.
+                self.event(
+                    volume_about(&v),
+                    "Warning",
+                    "VolumeMismatch",
+                    format!(
+                        "Cannot bind PersistentVolume to requested PersistentVolumeClaim \"{}\" due to incompatible volumeMode.",
+                        name(&c.metadata)
+                    ),
+                );
+                self.event(
+                    claim_about(&c),
+                    "Warning",
+                    "VolumeMismatch",
+                    format!(
+                        "Cannot bind PersistentVolume \"{vname}\" to requested PersistentVolumeClaim due to incompatible volumeMode."
+                    ),
+                );
+            }
+            // Otherwise the claim's sync binds it.
             return;
         }
         if bound_to == vname {
@@ -584,12 +608,15 @@ impl Round<'_> {
             return;
         }
         // The claim is bound to another volume.
-        if ann(&v.metadata, ANN_BOUND_BY_CONTROLLER).is_some() {
-            if ann(&v.metadata, ANN_PROVISIONED_BY).is_some() && reclaim_policy(&v) == "Delete" {
+        if ann(&v.metadata, ANN_PROVISIONED_BY).is_some() && reclaim_policy(&v) == "Delete" {
+            // Provisioned for this claim, which got another: not needed.
+            if !matches!(volume_phase(&v), "Released" | "Failed") {
                 self.set_volume_status(vname, "Released", None);
-                self.reclaim(vname);
-                return;
             }
+            self.reclaim(vname);
+            return;
+        }
+        if ann(&v.metadata, ANN_BOUND_BY_CONTROLLER).is_some() {
             let mut nv = v.clone();
             if let Some(s) = nv.spec.as_mut() {
                 s.claim_ref = None;

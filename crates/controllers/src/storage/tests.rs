@@ -1048,3 +1048,70 @@ fn the_cleanup_finalizer_follows_the_reclaim_policy() {
     settle(&mut o);
     assert_eq!(finalizers(&o), [PV_PROTECTION_FINALIZER]);
 }
+
+#[test]
+fn mismatches_are_explained() {
+    // A volume pre-bound (by claimRef) to a claim of another volumeMode: both hear why.
+    let mut c = claim("c", "1Gi", Some(""));
+    c.spec.as_mut().unwrap().volume_mode = Some("Block".into());
+    let mut o = Observed {
+        claims: vec![c],
+        volumes: vec![pv(
+            "v",
+            "1Gi",
+            json!({"spec": {"claimRef": {"namespace": "default", "name": "c", "uid": "uid-c"}}}),
+        )],
+        ..Default::default()
+    };
+    let events = settle(&mut o);
+    assert_eq!(
+        events,
+        [
+            "v VolumeMismatch: Cannot bind PersistentVolume to requested PersistentVolumeClaim \"c\" due to incompatible volumeMode.",
+            "c VolumeMismatch: Cannot bind PersistentVolume \"v\" to requested PersistentVolumeClaim due to incompatible volumeMode.",
+            "c FailedBinding: no persistent volumes available for this claim and no storage class is set",
+        ]
+    );
+    // A claim naming a volume that is being deleted.
+    let mut v = pv("v", "1Gi", json!({}));
+    v.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    deleting(&mut v.metadata);
+    let mut c = claim("c", "1Gi", Some(""));
+    c.spec.as_mut().unwrap().volume_name = Some("v".into());
+    let mut o = Observed {
+        claims: vec![c],
+        volumes: vec![v],
+        ..Default::default()
+    };
+    assert_eq!(
+        settle(&mut o),
+        [
+            "c VolumeMismatch: Cannot bind to requested volume \"v\": the volume is marked for deletion \"v\""
+        ]
+    );
+    assert_eq!(claim_phase(&o, "c"), "Pending:v");
+}
+
+#[test]
+fn a_lost_claim_keeps_no_access_modes_or_capacity() {
+    let mut o = Observed {
+        claims: vec![claim("c", "1Gi", Some(""))],
+        volumes: vec![pv("v", "1Gi", json!({}))],
+        ..Default::default()
+    };
+    settle(&mut o);
+    assert_eq!(claim_phase(&o, "c"), "Bound:v");
+    o.volumes.clear();
+    let events = settle(&mut o);
+    assert_eq!(
+        events,
+        ["c ClaimLost: Bound claim has lost its PersistentVolume. Data on the volume is lost!"]
+    );
+    let st = o.claims[0].status.clone().unwrap();
+    assert_eq!(
+        (st.phase.as_deref(), st.access_modes, st.capacity),
+        (Some("Lost"), None, None)
+    );
+    // Said once, not on every round.
+    assert!(settle(&mut o).is_empty());
+}
