@@ -580,6 +580,44 @@ impl Registry {
         Ok(())
     }
 
+    /// Kubernetes' DefaultStorageClass admission: a claim with no
+    /// `storageClassName` (absent, not `""`) and no beta class annotation gets
+    /// the default class, the newest if several are marked default.
+    fn admit_default_storage_class(&self, claim: &mut Value) {
+        if !claim["spec"]["storageClassName"].is_null()
+            || !claim["metadata"]["annotations"]["volume.beta.kubernetes.io/storage-class"]
+                .is_null()
+        {
+            return;
+        }
+        let scr = catalog::lookup("storage.k8s.io", "v1", "storageclasses")
+            .expect("storageclasses served");
+        let (classes, _) = self.cache.list(&prefix(scr, None), None);
+        let is_default = |c: &Value| {
+            let a = &c["metadata"]["annotations"];
+            a["storageclass.kubernetes.io/is-default-class"] == "true"
+                || a["storageclass.beta.kubernetes.io/is-default-class"] == "true"
+        };
+        let newest = classes
+            .iter()
+            .filter(|c| is_default(&c.value))
+            .max_by(|a, b| {
+                let ts = |c: &Value| {
+                    c["metadata"]["creationTimestamp"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string()
+                };
+                ts(&a.value)
+                    .cmp(&ts(&b.value))
+                    .then_with(|| meta::name(&b.value).cmp(meta::name(&a.value)))
+            });
+        if let Some(c) = newest {
+            let name = meta::name(&c.value).to_string();
+            meta::object_at(claim, &["spec"]).insert("storageClassName".into(), json!(name));
+        }
+    }
+
     /// CREATE.
     pub async fn create(
         &self,
@@ -661,6 +699,13 @@ impl Registry {
         if storage.resource == "pods" {
             defaults::admit_pod(&mut stored, self.config.default_toleration_seconds);
             self.admit_priority(&mut stored)?;
+        }
+        if storage.resource == "persistentvolumeclaims" {
+            self.admit_default_storage_class(&mut stored);
+            add_finalizer(&mut stored, "kubernetes.io/pvc-protection");
+        }
+        if storage.resource == "persistentvolumes" {
+            add_finalizer(&mut stored, "kubernetes.io/pv-protection");
         }
         let name = meta::name(&stored).to_string();
         let errs = validation::validate_create(storage, &stored);
@@ -1965,5 +2010,20 @@ impl Registry {
             }
         }
         self.delete(r, ns, name, &opts).await.map(|_| ())
+    }
+}
+
+/// Kubernetes' StorageObjectInUseProtection admission: a new claim or volume
+/// carries its protection finalizer.
+fn add_finalizer(obj: &mut Value, finalizer: &str) {
+    let md = meta::object_at(obj, &["metadata"]);
+    let list = md.entry("finalizers").or_insert_with(|| json!([]));
+    if !list.is_array() {
+        *list = json!([]);
+    }
+    if let Some(a) = list.as_array_mut()
+        && !a.iter().any(|f| f == finalizer)
+    {
+        a.push(json!(finalizer));
     }
 }

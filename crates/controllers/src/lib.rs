@@ -27,6 +27,8 @@
 //! - [`endpoints`]: Endpoints and EndpointSlices of Services with a selector.
 //! - [`hpa`]: the HorizontalPodAutoscaler (Resource and ContainerResource
 //!   metrics through the scale subresource).
+//! - [`storage`]: the PersistentVolume binder, the `skiff.io/local-path`
+//!   provisioner, PVC/PV protection and the default StorageClass.
 //! - `cache` and `events`: watcher-fed maps and Event recording shared by the loops.
 
 pub mod daemonset;
@@ -42,6 +44,7 @@ pub mod node_lifecycle;
 pub mod podgc;
 pub mod replicaset;
 pub mod statefulset;
+pub mod storage;
 
 mod cache;
 mod events;
@@ -92,6 +95,13 @@ pub struct Config {
     pub hpa_initial_readiness_delay: Duration,
     /// `--horizontal-pod-autoscaler-downscale-stabilization` (5 min).
     pub hpa_downscale_stabilization: Duration,
+    /// Run the storage controllers (PV binder, local-path provisioner, PVC/PV protection).
+    pub storage: bool,
+    /// Create the default StorageClass `local-path` at start when absent.
+    pub default_storage_class: bool,
+    /// The node directory `skiff.io/local-path` volumes go under when their
+    /// class has no `nodePath` parameter ([`storage::DEFAULT_NODE_PATH`]).
+    pub storage_node_path: std::path::PathBuf,
 }
 
 impl Config {
@@ -129,6 +139,9 @@ impl Default for Config {
             hpa_cpu_initialization_period: Duration::from_secs(300),
             hpa_initial_readiness_delay: Duration::from_secs(30),
             hpa_downscale_stabilization: Duration::from_secs(300),
+            storage: true,
+            default_storage_class: true,
+            storage_node_path: storage::DEFAULT_NODE_PATH.into(),
         }
     }
 }
@@ -210,6 +223,14 @@ pub async fn run(client: kube::Client, config: Config, shutdown: watch::Receiver
             client.clone(),
             config.hpa_options(),
             std::sync::Arc::new(hpa::ApiMetrics(client.clone())),
+            informer.subscribe(),
+            shutdown.clone(),
+        )));
+    }
+    if config.storage {
+        tasks.push(tokio::spawn(storage::run_with_pods(
+            client.clone(),
+            config.clone(),
             informer.subscribe(),
             shutdown.clone(),
         )));
