@@ -3019,6 +3019,14 @@ fn validate_pvc_update(obj: &Value, old: &Value) -> Errs {
             None => m.remove("volumeName"),
         };
     }
+    // A claim made with no class may get one later, once (Kubernetes'
+    // retroactive default StorageClass assignment).
+    if o.get("storageClassName").is_none_or(Value::is_null)
+        && let Some(m) = old_clone.as_object_mut()
+        && let Some(v) = n.get("storageClassName")
+    {
+        m.insert("storageClassName".into(), v.clone());
+    }
     for c in [&mut old_clone, &mut new_clone] {
         if let Some(m) = c.as_object_mut() {
             m.remove("resources");
@@ -4189,6 +4197,18 @@ mod tests {
              json!({"metadata": {"name": "c", "namespace": "d"}, "spec": {"accessModes": ["ReadWriteOnce"], "volumeName": "pv1",
                     "resources": {"requests": {"storage": "1Gi"}}}, "status": {"phase": "Bound"}}),
              vec![]),
+            ("pvc without a class may get one, once", "", "persistentvolumeclaims",
+             json!({"metadata": {"name": "c", "namespace": "d"}, "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "local-path",
+                    "resources": {"requests": {"storage": "1Gi"}}}}),
+             json!({"metadata": {"name": "c", "namespace": "d"}, "spec": {"accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}}}}),
+             vec![]),
+            ("pvc class may not change", "", "persistentvolumeclaims",
+             json!({"metadata": {"name": "c", "namespace": "d"}, "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "b",
+                    "resources": {"requests": {"storage": "1Gi"}}}}),
+             json!({"metadata": {"name": "c", "namespace": "d"}, "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "a",
+                    "resources": {"requests": {"storage": "1Gi"}}}}),
+             vec!["spec: Forbidden: spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims".into()]),
             ("pvc may not shrink or change modes", "", "persistentvolumeclaims",
              json!({"metadata": {"name": "c", "namespace": "d"}, "spec": {"accessModes": ["ReadWriteMany"], "volumeName": "pv1",
                     "resources": {"requests": {"storage": "500Mi"}}}, "status": {"phase": "Bound"}}),
