@@ -1,6 +1,6 @@
 //! The default filter plugins, run in Kubernetes' order: NodeUnschedulable,
 //! NodeName, TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit,
-//! PodTopologySpread, InterPodAffinity. The first plugin that rejects a node
+//! VolumeBinding ([`crate::volume_binding`]), PodTopologySpread, InterPodAffinity. The first plugin that rejects a node
 //! decides its reasons, as in the framework's `RunFilterPlugins`.
 
 use std::collections::{BTreeSet, HashMap};
@@ -218,6 +218,8 @@ pub struct Cycle<'a> {
     pub(crate) node_names: Option<BTreeSet<String>>,
     /// A PreFilter failure that rejects every node.
     pub(crate) pre_filter_error: Option<String>,
+    /// VolumeBinding's PreFilter state (None: the pod uses no claim).
+    volumes: Option<crate::volume_binding::PodVolumes>,
 }
 
 impl<'a> Cycle<'a> {
@@ -256,8 +258,15 @@ impl<'a> Cycle<'a> {
             existing_anti_affinity_counts: TopoCounts::default(),
             node_names: None,
             pre_filter_error: None,
+            volumes: None,
         };
         cycle.pre_filter_node_affinity();
+        if cycle.pre_filter_error.is_none() {
+            match crate::volume_binding::pre_filter(pod, &snapshot.volumes) {
+                Ok(v) => cycle.volumes = v,
+                Err(msg) => cycle.pre_filter_error = Some(msg),
+            }
+        }
         cycle.pre_filter_spread();
         cycle.pre_filter_affinity();
         cycle
@@ -443,6 +452,9 @@ impl<'a> Cycle<'a> {
         self.node_affinity(node)?;
         self.node_ports(node)?;
         self.node_resources_fit(node)?;
+        if let Some(v) = &self.volumes {
+            v.filter(node)?;
+        }
         self.pod_topology_spread(node)?;
         self.inter_pod_affinity(node)
     }
