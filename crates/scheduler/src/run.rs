@@ -10,7 +10,9 @@
 use crate::preemption::{REASON_PREEMPTION_BY_SCHEDULER, disruption_message, preempted_message};
 use crate::scheduler::{Action, Scheduler};
 pub use crate::scheduler::{DEFAULT_SCHEDULER, NO_NODES, effective_node, wants};
-use crate::volume_binding::{ANN_SELECTED_NODE, ClaimWait, Volumes, claim_wait};
+use crate::volume_binding::{
+    ANN_SELECTED_NODE, ClaimWait, Volumes, check_bound_volume, claim_wait,
+};
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event, Node, PersistentVolume, PersistentVolumeClaim, Pod};
@@ -367,7 +369,9 @@ async fn bind_volumes(
         for c in waiting {
             match api.get_opt(c).await {
                 Ok(Some(pvc)) => match claim_wait(&pvc, node) {
-                    ClaimWait::Bound => {}
+                    ClaimWait::Bound => check_volume(client, &pvc, node)
+                        .await
+                        .map_err(|e| format!("binding volumes: {e}"))?,
                     ClaimWait::Pending => still.push(c),
                     ClaimWait::Failed(msg) => return Err(format!("binding volumes: {msg}")),
                 },
@@ -389,6 +393,28 @@ async fn bind_volumes(
         tokio::time::sleep(VOLUME_BIND_POLL).await;
     }
     Ok(())
+}
+
+/// Checks that a bound claim's volume accepts the node.
+async fn check_volume(
+    client: &kube::Client,
+    pvc: &PersistentVolumeClaim,
+    node: &str,
+) -> Result<(), String> {
+    let pv_name = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.clone())
+        .unwrap_or_default();
+    let pv = Api::<PersistentVolume>::all(client.clone())
+        .get(&pv_name)
+        .await
+        .map_err(|e| api_message(&e))?;
+    let node = Api::<Node>::all(client.clone())
+        .get(node)
+        .await
+        .map_err(|e| api_message(&e))?;
+    check_bound_volume(&pv, &node)
 }
 
 /// An API error's message as Kubernetes prints it.

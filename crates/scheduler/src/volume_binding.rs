@@ -25,7 +25,6 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::storage::v1::StorageClass;
 
 use crate::filter::{Code, Rejection};
-use crate::matching::term_matches;
 use crate::node_info::NodeInfo;
 
 /// The annotation the scheduler sets on a `WaitForFirstConsumer` claim to ask for a volume on a node.
@@ -246,6 +245,35 @@ fn provisions(class: &StorageClass) -> bool {
 
 /// Whether a volume's `nodeAffinity.required` accepts the node (no affinity accepts every node).
 pub fn volume_accepts(pv: &PersistentVolume, node: &NodeInfo) -> bool {
+    volume_accepts_labels(pv, node.name(), |k| node.label(k))
+}
+
+/// PreBind's last check once a claim is bound: its volume must accept the
+/// node the pod is going to (the provisioner or the PV controller may have
+/// chosen otherwise), in Kubernetes' words.
+pub fn check_bound_volume(
+    pv: &PersistentVolume,
+    node: &k8s_openapi::api::core::v1::Node,
+) -> Result<(), String> {
+    let name = node.metadata.name.as_deref().unwrap_or("");
+    let labels = node.metadata.labels.as_ref();
+    if volume_accepts_labels(pv, name, |k| {
+        labels.and_then(|l| l.get(k)).map(String::as_str)
+    }) {
+        Ok(())
+    } else {
+        Err(format!(
+            "pv \"{}\" node affinity doesn't match node \"{name}\": no matching NodeSelectorTerms",
+            pv.metadata.name.as_deref().unwrap_or("")
+        ))
+    }
+}
+
+fn volume_accepts_labels<'a>(
+    pv: &PersistentVolume,
+    node: &str,
+    label: impl Fn(&str) -> Option<&'a str> + Copy,
+) -> bool {
     let Some(required) = pv
         .spec
         .as_ref()
@@ -257,7 +285,7 @@ pub fn volume_accepts(pv: &PersistentVolume, node: &NodeInfo) -> bool {
     required
         .node_selector_terms
         .iter()
-        .any(|t| term_matches(t, node))
+        .any(|t| skiff_api::node_match::term_matches(t, node, label))
 }
 
 /// Whether a class's `allowedTopologies` admits the node (none admits every node).
@@ -678,6 +706,19 @@ mod tests {
             json!({"volumes": [{"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}}]}),
         );
         assert_eq!(claims_to_provision(&p, &vols), vec!["p-scratch"]);
+    }
+
+    #[test]
+    fn a_bound_volume_must_accept_the_node_the_pod_goes_to() {
+        let pv = volume("pv-n2", "local-path", Some("n2"), "Bound");
+        let n = |name: &str| node(name, json!({}), json!({}));
+        assert_eq!(check_bound_volume(&pv, &n("n2")), Ok(()));
+        assert_eq!(
+            check_bound_volume(&pv, &n("n1")),
+            Err("pv \"pv-n2\" node affinity doesn't match node \"n1\": no matching NodeSelectorTerms".into())
+        );
+        let anywhere = volume("pv-any", "fast", None, "Bound");
+        assert_eq!(check_bound_volume(&anywhere, &n("n1")), Ok(()));
     }
 
     #[test]
