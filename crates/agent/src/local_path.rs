@@ -152,15 +152,25 @@ pub fn finalizer_patch(pv: &PersistentVolume) -> Option<serde_json::Value> {
     ]))
 }
 
-/// Carries out the plan for one volume: true when done (or nothing to do),
-/// false to try again later.
-pub async fn clean_up(client: &kube::Client, pv: &PersistentVolume, node: &str) -> bool {
+/// How carrying out a plan ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done, or nothing to do.
+    Done,
+    /// Failed for now: try again later.
+    Retry,
+    /// Refused: the directory and the finalizer stay. Carries why.
+    Refused(String),
+}
+
+/// Carries out the plan for one volume.
+pub async fn clean_up(client: &kube::Client, pv: &PersistentVolume, node: &str) -> Outcome {
     let name = pv.metadata.name.clone().unwrap_or_default();
     match plan(pv, node) {
-        Cleanup::Nothing => return true,
+        Cleanup::Nothing => return Outcome::Done,
         Cleanup::Refuse(why) => {
             tracing::error!("local-path cleanup: {why}; the finalizer {CLEANUP_FINALIZER} stays");
-            return true;
+            return Outcome::Refused(why);
         }
         Cleanup::KeepDir => {}
         Cleanup::RemoveDir(dir) => match std::fs::remove_dir_all(&dir) {
@@ -168,28 +178,48 @@ pub async fn clean_up(client: &kube::Client, pv: &PersistentVolume, node: &str) 
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
                 tracing::warn!("local-path cleanup: removing {}: {e}", dir.display());
-                return false;
+                return Outcome::Retry;
             }
         },
     }
     let Some(patch) = finalizer_patch(pv) else {
-        return true;
+        return Outcome::Done;
     };
     // A JSON patch, sent as such (kube's typed JSON patch needs a feature skiff does not build).
     let req = http::Request::patch(format!("/api/v1/persistentvolumes/{name}"))
         .header("content-type", "application/json-patch+json")
         .body(serde_json::to_vec(&patch).unwrap_or_default());
     let Ok(req) = req else {
-        return false;
+        return Outcome::Retry;
     };
     match client.request::<serde_json::Value>(req).await {
-        Ok(_) => true,
-        Err(kube::Error::Api(s)) if s.code == 404 => true,
+        Ok(_) => Outcome::Done,
+        Err(kube::Error::Api(s)) if s.code == 404 => Outcome::Done,
         Err(e) => {
             tracing::warn!("local-path cleanup: removing the finalizer of {name}: {e}");
-            false
+            Outcome::Retry
         }
     }
+}
+
+/// Records a Warning `VolumeFailedDelete` event on the volume, as the PV
+/// controller does when a volume cannot be deleted.
+async fn warn(client: &kube::Client, pv: &PersistentVolume, node: &str, message: &str) {
+    let name = pv.metadata.name.clone().unwrap_or_default();
+    let now = jiff::Timestamp::now();
+    let now = now.round(jiff::Unit::Second).unwrap_or(now).to_string();
+    let ev = json!({
+        "metadata": {"name": format!("{name}.{:x}", jiff::Timestamp::now().as_nanosecond()), "namespace": "default"},
+        "involvedObject": {"kind": "PersistentVolume", "apiVersion": "v1", "name": name, "uid": pv.metadata.uid},
+        "reason": "VolumeFailedDelete", "message": message, "type": "Warning",
+        "source": {"component": "kubelet", "host": node}, "reportingComponent": "kubelet", "reportingInstance": node,
+        "count": 1, "firstTimestamp": now, "lastTimestamp": now,
+    });
+    let Ok(ev) = serde_json::from_value::<k8s_openapi::api::core::v1::Event>(ev) else {
+        return;
+    };
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    let _ = events.create(&Default::default(), &ev).await;
 }
 
 /// How often volumes whose cleanup failed are tried again.
@@ -201,6 +231,8 @@ pub async fn run(client: kube::Client, node: String, mut shutdown: watch::Receiv
     let api: Api<PersistentVolume> = Api::all(client.clone());
     let mut stream = watcher(api.clone(), watcher::Config::default()).boxed();
     let mut retry: BTreeMap<String, PersistentVolume> = BTreeMap::new();
+    // Volumes refused once, so the warning is not repeated on every update.
+    let mut refused: std::collections::BTreeSet<String> = Default::default();
     let mut tick = tokio::time::interval(RETRY);
     loop {
         tokio::select! {
@@ -209,12 +241,21 @@ pub async fn run(client: kube::Client, node: String, mut shutdown: watch::Receiv
                 Some(Ok(watcher::Event::Apply(pv) | watcher::Event::InitApply(pv))) => {
                     let name = pv.metadata.name.clone().unwrap_or_default();
                     retry.remove(&name);
-                    if !clean_up(&client, &pv, &node).await {
-                        retry.insert(name, pv);
+                    match clean_up(&client, &pv, &node).await {
+                        Outcome::Done => {}
+                        Outcome::Retry => {
+                            retry.insert(name, pv);
+                        }
+                        Outcome::Refused(why) => {
+                            if refused.insert(name) {
+                                warn(&client, &pv, &node, &why).await;
+                            }
+                        }
                     }
                 }
                 Some(Ok(watcher::Event::Delete(pv))) => {
                     retry.remove(pv.metadata.name.as_deref().unwrap_or(""));
+                    refused.remove(pv.metadata.name.as_deref().unwrap_or(""));
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
@@ -231,7 +272,7 @@ pub async fn run(client: kube::Client, node: String, mut shutdown: watch::Receiv
                         Ok(None) => continue,
                         Err(_) => pv,
                     };
-                    if !clean_up(&client, &pv, &node).await {
+                    if clean_up(&client, &pv, &node).await == Outcome::Retry {
                         retry.insert(name, pv);
                     }
                 }

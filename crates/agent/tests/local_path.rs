@@ -4,7 +4,7 @@
 //! not look provisioned keeps both its directory and its finalizer; another
 //! node's volume is left alone.
 
-use k8s_openapi::api::core::v1::PersistentVolume;
+use k8s_openapi::api::core::v1::{Event, PersistentVolume};
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 use skiff_agent::local_path::CLEANUP_FINALIZER;
@@ -111,4 +111,32 @@ async fn deleted_local_path_volumes_of_this_node_lose_their_directories() {
         );
         assert!(path.join("data").exists(), "{name}'s data is untouched");
     }
+    // The refusal is loud: a Warning event on the volume says why.
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let warned: Vec<(String, String, String)> = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| {
+            (
+                e.involved_object.name.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        warned,
+        vec![(
+            "pvc-3333".to_string(),
+            "VolumeFailedDelete".to_string(),
+            format!(
+                "refusing to remove {:?} for PersistentVolume \"pvc-3333\": \
+                 the directory is not named pvc-3333_<namespace>_<claim>",
+                precious.display().to_string()
+            )
+        )]
+    );
 }
