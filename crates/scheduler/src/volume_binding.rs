@@ -36,6 +36,9 @@ pub const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
 
 /// PreFilter's reason when an `Immediate` claim is not bound yet.
 pub const ERR_UNBOUND_IMMEDIATE: &str = "pod has unbound immediate PersistentVolumeClaims";
+/// VolumeRestrictions' reason when a `ReadWriteOncePod` claim is in use by another pod.
+pub const ERR_READ_WRITE_ONCE_POD_CONFLICT: &str =
+    "node has pod using PersistentVolumeClaim with the same name and ReadWriteOncePod access mode";
 /// Filter's reason when a bound volume's node affinity rejects the node.
 pub const ERR_VOLUME_NODE_CONFLICT: &str = "node(s) had volume node affinity conflict";
 /// Filter's reason when an unbound claim can get no volume on the node.
@@ -121,6 +124,42 @@ pub fn pod_claim_names(pod: &Pod) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// VolumeRestrictions' PreFilter for `ReadWriteOncePod`: the names of the
+/// pod's claims with that access mode (claims not found are VolumeBinding's
+/// to report).
+pub fn read_write_once_pod_claims(pod: &Pod, vols: &Volumes) -> Vec<String> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("");
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.persistent_volume_claim.as_ref())
+        .filter(|c| {
+            vols.claim(ns, &c.claim_name).is_some_and(|pvc| {
+                pvc.spec
+                    .as_ref()
+                    .and_then(|s| s.access_modes.as_ref())
+                    .is_some_and(|m| m.iter().any(|m| m == "ReadWriteOncePod"))
+            })
+        })
+        .map(|c| c.claim_name.clone())
+        .collect()
+}
+
+/// Whether `other` (a pod placed on a node) uses one of `claims` of namespace `ns`.
+pub fn uses_claim(other: &Pod, ns: &str, claims: &[String]) -> bool {
+    other.metadata.namespace.as_deref().unwrap_or("") == ns
+        && other
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.persistent_volume_claim.as_ref())
+            .any(|c| claims.contains(&c.claim_name))
 }
 
 /// Whether a claim is bound: it names its volume and the PV controller
@@ -796,5 +835,39 @@ mod tests {
             Some(Action::Bind { claims, .. }) => assert_eq!(claims, vec!["wait"]),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_read_write_once_pod_claim_in_use_rejects_every_node_unless_preemption_frees_it() {
+        let mut solo = claim("solo", Some("fast"), Some("pv-any"));
+        solo.spec.as_mut().unwrap().access_modes = Some(vec!["ReadWriteOncePod".into()]);
+        let mut snap = snapshot();
+        snap.volumes.put_claim(solo.clone());
+        let mut holder = uses(&["solo"]);
+        holder.metadata.name = Some("holder".into());
+        let holder = crate::tests::bound(holder, "n1");
+        let nodes: Vec<_> = snap.nodes.iter().map(|n| (*n.node).clone()).collect();
+        let mut snap = Snapshot::new(nodes, &[holder]);
+        let mut vols = storage();
+        vols.put_claim(solo);
+        snap.volumes = vols;
+        // Free, the claim is fine; in use, nowhere fits, and preemption may help.
+        assert!(crate::find_feasible(&uses(&["bound-any"]), &snap).is_ok());
+        let p = uses(&["solo"]);
+        assert_eq!(
+            schedule(&p, &snap, 0).unwrap_err().to_string(),
+            "0/3 nodes are available: 3 node has pod using PersistentVolumeClaim with the same name \
+             and ReadWriteOncePod access mode. preemption: 0/3 nodes are available: \
+             3 No preemption victims found for incoming pod."
+        );
+        let mut urgent = p.clone();
+        urgent.spec.as_mut().unwrap().priority = Some(1000);
+        let fit = crate::find_feasible(&urgent, &snap).unwrap_err();
+        let c = crate::preempt(&urgent, &snap, &fit, 0).unwrap();
+        assert_eq!(c.node, "n1");
+        assert_eq!(
+            c.victims.iter().map(|v| v.key.as_str()).collect::<Vec<_>>(),
+            ["default/holder"]
+        );
     }
 }
