@@ -11,7 +11,7 @@ use crate::preemption::{REASON_PREEMPTION_BY_SCHEDULER, disruption_message, pree
 use crate::scheduler::{Action, Scheduler};
 pub use crate::scheduler::{DEFAULT_SCHEDULER, NO_NODES, effective_node, wants};
 use crate::volume_binding::{
-    ANN_SELECTED_NODE, ClaimWait, Volumes, check_bound_volume, claim_wait,
+    ANN_SELECTED_NODE, ClaimWait, PreBind, Volumes, check_bound_volume, claim_bound, claim_wait,
 };
 use futures::StreamExt;
 use jiff::Timestamp;
@@ -246,14 +246,14 @@ struct Io {
 impl Io {
     fn carry_out(&self, action: Action) {
         match action {
-            Action::Bind { pod, node, claims } => {
+            Action::Bind { pod, node, volumes } => {
                 let (c, tx) = (self.client.clone(), self.bound_tx.clone());
                 let (bindings, events) = (self.bindings.clone(), self.events.clone());
                 let timeout = self.volume_bind_timeout;
                 tokio::spawn(async move {
                     let k = key(&pod);
-                    if !claims.is_empty()
-                        && let Err(e) = bind_volumes(&c, &pod, &node, &claims, timeout).await
+                    if !volumes.is_empty()
+                        && let Err(e) = bind_volumes(&c, &pod, &node, &volumes, timeout).await
                     {
                         tracing::debug!("binding volumes of {k}: {e}");
                         let _ = tx.send((k, false));
@@ -344,35 +344,59 @@ pub const VOLUME_BIND_TIMEOUT: Duration = Duration::from_secs(600);
 /// How often PreBind looks at the claims it waits for.
 const VOLUME_BIND_POLL: Duration = Duration::from_millis(200);
 
-/// VolumeBinding's PreBind: asks for a volume on `node` for each claim (the
-/// `volume.kubernetes.io/selected-node` annotation), then waits until every
-/// claim is bound. Errors carry Kubernetes' words (`binding volumes: …`).
+/// VolumeBinding's PreBind: asks for a volume on `node` for each claim to
+/// provision (the `volume.kubernetes.io/selected-node` annotation) and
+/// pre-binds the chosen static volumes (their `claimRef`), then waits until
+/// every claim is bound. Errors carry Kubernetes' words (`binding volumes: …`).
 async fn bind_volumes(
     client: &kube::Client,
     pod: &Pod,
     node: &str,
-    claims: &[String],
+    work: &PreBind,
     timeout: Duration,
 ) -> Result<(), String> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
     let patch = json!({"metadata": {"annotations": {ANN_SELECTED_NODE: node}}});
-    for c in claims {
+    for c in &work.provision {
         api.patch(c, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(|e| format!("binding volumes: {}", api_message(&e)))?;
     }
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    for b in &work.static_binds {
+        let patch = json!({"spec": {"claimRef": {"kind": "PersistentVolumeClaim", "apiVersion": "v1",
+            "namespace": ns, "name": b.claim, "uid": b.claim_uid}}});
+        pvs.patch(&b.volume, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| format!("binding volumes: {}", api_message(&e)))?;
+    }
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut waiting: Vec<&String> = claims.iter().collect();
+    // (claim, provisioned: true, or pre-bound to a static volume: false)
+    let mut waiting: Vec<(&String, bool)> = work
+        .provision
+        .iter()
+        .map(|c| (c, true))
+        .chain(work.static_binds.iter().map(|b| (&b.claim, false)))
+        .collect();
     while !waiting.is_empty() {
         let mut still = Vec::new();
-        for c in waiting {
+        for (c, provisioned) in waiting {
             match api.get_opt(c).await {
+                Ok(Some(pvc)) if !provisioned => {
+                    if claim_bound(&pvc) {
+                        check_volume(client, &pvc, node)
+                            .await
+                            .map_err(|e| format!("binding volumes: {e}"))?;
+                    } else {
+                        still.push((c, provisioned));
+                    }
+                }
                 Ok(Some(pvc)) => match claim_wait(&pvc, node) {
                     ClaimWait::Bound => check_volume(client, &pvc, node)
                         .await
                         .map_err(|e| format!("binding volumes: {e}"))?,
-                    ClaimWait::Pending => still.push(c),
+                    ClaimWait::Pending => still.push((c, provisioned)),
                     ClaimWait::Failed(msg) => return Err(format!("binding volumes: {msg}")),
                 },
                 Ok(None) => {
@@ -380,7 +404,7 @@ async fn bind_volumes(
                         "binding volumes: persistentvolumeclaim \"{c}\" not found"
                     ));
                 }
-                Err(_) => still.push(c),
+                Err(_) => still.push((c, provisioned)),
             }
         }
         waiting = still;

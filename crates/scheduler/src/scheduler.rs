@@ -76,8 +76,9 @@ pub enum Action {
         node: String,
         /// VolumeBinding's PreBind: the pod's unbound `WaitForFirstConsumer`
         /// claims, to annotate with `volume.kubernetes.io/selected-node: <node>`
-        /// and wait for until they are bound, before the pod is bound.
-        claims: Vec<String>,
+        /// (or to pre-bind to a static volume) and wait for until they are
+        /// bound, before the pod is bound.
+        volumes: crate::volume_binding::PreBind,
     },
     /// No node fits and preemption cannot help: set the PodScheduled=False
     /// condition and record a FailedScheduling event (only when the message
@@ -334,12 +335,15 @@ impl Scheduler {
             Ok(placed) => {
                 self.next_start = (self.next_start + placed.processed) % n;
                 self.reported.remove(key);
-                let claims = crate::volume_binding::claims_to_provision(&pod, &snapshot.volumes);
+                let volumes = snapshot
+                    .get(&placed.node)
+                    .map(|n| crate::volume_binding::pre_bind(&pod, &snapshot.volumes, n))
+                    .unwrap_or_default();
                 self.cache.assume(pod.clone(), &placed.node);
                 Some(Action::Bind {
                     pod,
                     node: placed.node,
-                    claims,
+                    volumes,
                 })
             }
             Err(mut fit) => {

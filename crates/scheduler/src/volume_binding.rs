@@ -9,9 +9,10 @@
 //!   its class may provision there (`allowedTopologies`) or, for a class
 //!   without a provisioner, when an available volume matching the claim
 //!   accepts the node.
-//! - PreBind ([`claims_to_provision`]): the unbound `WaitForFirstConsumer`
-//!   claims get the `volume.kubernetes.io/selected-node` annotation; the loop
-//!   then waits for them to be bound before it binds the pod.
+//! - PreBind ([`pre_bind`]): the unbound `WaitForFirstConsumer` claims get
+//!   the `volume.kubernetes.io/selected-node` annotation (or, for a class
+//!   without a provisioner, the chosen volume's `claimRef`); the loop then
+//!   waits for them to be bound before it binds the pod.
 //!
 //! The claims, volumes and classes the scheduler watches are kept in
 //! [`Volumes`], part of the [`crate::Snapshot`].
@@ -429,19 +430,65 @@ impl PodVolumes {
     }
 }
 
-/// PreBind's work for a pod placed on `node`: the names of its unbound
-/// `WaitForFirstConsumer` claims whose class provisions volumes, to be
-/// annotated with [`ANN_SELECTED_NODE`] and waited for.
-pub fn claims_to_provision(pod: &Pod, vols: &Volumes) -> Vec<String> {
-    match pre_filter(pod, vols) {
-        Ok(Some(pv)) => pv
-            .delayed
-            .iter()
-            .filter(|d| provisions(&d.class))
-            .filter_map(|d| d.claim.metadata.name.clone())
-            .collect(),
-        _ => Vec::new(),
+/// A static volume chosen for an unbound `WaitForFirstConsumer` claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticBind {
+    /// The PersistentVolume.
+    pub volume: String,
+    /// The claim's name (in the pod's namespace).
+    pub claim: String,
+    /// The claim's uid, for the volume's `claimRef`.
+    pub claim_uid: String,
+}
+
+/// VolumeBinding's PreBind work for a pod placed on a node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PreBind {
+    /// Claims whose class provisions volumes: annotate with
+    /// [`ANN_SELECTED_NODE`], then wait until bound.
+    pub provision: Vec<String>,
+    /// Claims of classes without a provisioner: pre-bind the chosen volume
+    /// (its `claimRef`), then wait until the PV controller binds the claim.
+    pub static_binds: Vec<StaticBind>,
+}
+
+impl PreBind {
+    /// Whether there is nothing to do before binding the pod.
+    pub fn is_empty(&self) -> bool {
+        self.provision.is_empty() && self.static_binds.is_empty()
     }
+}
+
+/// PreBind's work for a pod placed on `node`: its unbound
+/// `WaitForFirstConsumer` claims, to provision there or to pre-bind to the
+/// available volume Filter found for them there.
+pub fn pre_bind(pod: &Pod, vols: &Volumes, node: &NodeInfo) -> PreBind {
+    let Ok(Some(pv)) = pre_filter(pod, vols) else {
+        return PreBind::default();
+    };
+    let mut out = PreBind::default();
+    let mut taken: Vec<&str> = Vec::new();
+    for d in &pv.delayed {
+        let name = d.claim.metadata.name.clone().unwrap_or_default();
+        if provisions(&d.class) {
+            out.provision.push(name);
+            continue;
+        }
+        let found = pv.available.iter().find(|v| {
+            let n = v.metadata.name.as_deref().unwrap_or("");
+            !taken.contains(&n) && volume_serves(v, &d.claim) && volume_accepts(v, node)
+        });
+        if let Some(v) = found {
+            let volume = v.metadata.name.as_deref().unwrap_or("");
+            taken.push(volume);
+            out.static_binds.push(StaticBind {
+                volume: volume.to_string(),
+                claim: name,
+                claim_uid: d.claim.metadata.uid.clone().unwrap_or_default(),
+            });
+        }
+    }
+    out
 }
 
 /// How a claim the scheduler waits for stands, as PreBind's wait sees it.
@@ -728,23 +775,36 @@ mod tests {
     }
 
     #[test]
-    fn pre_bind_provisions_only_unbound_wait_for_first_consumer_claims() {
-        let vols = storage();
+    fn pre_bind_provisions_or_prebinds_only_unbound_wait_for_first_consumer_claims() {
+        let snap = snapshot();
+        let n3 = snap.get("n3").unwrap();
+        let mut vols = storage();
+        let mut manual = claim("wait-manual", Some("manual"), None);
+        manual.metadata.uid = Some("u-manual".into());
+        vols.put_claim(manual);
         assert_eq!(
-            claims_to_provision(
+            pre_bind(
                 &uses(&["bound-n2", "wait", "wait-zoned", "wait-manual"]),
-                &vols
+                &vols,
+                n3
             ),
-            vec!["wait", "wait-zoned"]
+            PreBind {
+                provision: vec!["wait".into(), "wait-zoned".into()],
+                static_binds: vec![StaticBind {
+                    volume: "manual-n3".into(),
+                    claim: "wait-manual".into(),
+                    claim_uid: "u-manual".into()
+                }],
+            }
         );
-        assert!(claims_to_provision(&uses(&["now"]), &vols).is_empty());
+        assert!(pre_bind(&uses(&["now"]), &vols, n3).is_empty());
+        assert!(pre_bind(&uses(&["bound-any"]), &vols, n3).is_empty());
         // A generic ephemeral volume's claim is `<pod>-<volume>`.
-        let mut vols = vols;
         vols.put_claim(claim("p-scratch", Some("local-path"), None));
         let p = pod(
             json!({"volumes": [{"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}}]}),
         );
-        assert_eq!(claims_to_provision(&p, &vols), vec!["p-scratch"]);
+        assert_eq!(pre_bind(&p, &vols, n3).provision, vec!["p-scratch"]);
     }
 
     #[test]
@@ -821,9 +881,9 @@ mod tests {
             t(2),
         );
         match s.schedule_next(t(30)) {
-            Some(Action::Bind { node, claims, .. }) => {
+            Some(Action::Bind { node, volumes, .. }) => {
                 assert_eq!(node, "n2");
-                assert!(claims.is_empty(), "a bound claim needs no PreBind");
+                assert!(volumes.is_empty(), "a bound claim needs no PreBind");
             }
             other => panic!("{other:?}"),
         }
@@ -832,7 +892,7 @@ mod tests {
         p.metadata.name = Some("q".into());
         s.on_pod(p, t(30));
         match s.schedule_next(t(30)) {
-            Some(Action::Bind { claims, .. }) => assert_eq!(claims, vec!["wait"]),
+            Some(Action::Bind { volumes, .. }) => assert_eq!(volumes.provision, vec!["wait"]),
             other => panic!("{other:?}"),
         }
     }

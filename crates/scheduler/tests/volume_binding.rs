@@ -1,8 +1,9 @@
 //! VolumeBinding end to end against a real in-process API server: a pod
 //! whose WaitForFirstConsumer claim is provisioned on the node the scheduler
 //! picks (a stand-in provisioner plays `skiff.io/local-path`), a pod whose
-//! claim appears later and is bound to a volume pinned to one node, and a
-//! pod whose claim is never provisioned, which PreBind gives up on.
+//! claim appears later, a pod whose claim is never provisioned, which PreBind
+//! gives up on, and a pod whose claim's class has no provisioner, which gets
+//! an available volume pre-bound on that volume's node.
 
 use k8s_openapi::api::core::v1::{Event, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -256,5 +257,69 @@ async fn claims_are_provisioned_where_the_pod_goes_and_pods_wait_for_them() {
     assert_eq!(
         eventually("stuck bound", async || node_of(&pods, "stuck").await).await,
         other
+    );
+
+    // 4. A class without a provisioner: the scheduler picks the node of an
+    //    available volume that serves the claim, pre-binds it (claimRef), and
+    //    binds the pod once the PV controller has bound the claim.
+    classes
+        .create(&PostParams::default(), &obj(json!({"metadata": {"name": "manual"},
+            "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "WaitForFirstConsumer"})))
+        .await
+        .unwrap();
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    pvs.create(&PostParams::default(), &obj(json!({
+        "metadata": {"name": "disk-n2"},
+        "spec": {"storageClassName": "manual", "capacity": {"storage": "5Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "local": {"path": "/mnt/disk"},
+                 "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                     {"key": "kubernetes.io/hostname", "operator": "In", "values": ["n2"]}]}]}}}
+    }))).await.unwrap();
+    pvs.patch_status(
+        "disk-n2",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Available"}})),
+    )
+    .await
+    .unwrap();
+    let fixed = claims
+        .create(&PostParams::default(), &claim("fixed", "manual"))
+        .await
+        .unwrap();
+    pods.create(&PostParams::default(), &pod_using("pinned", "fixed"))
+        .await
+        .unwrap();
+    let claim_ref = eventually("the volume pre-bound to the claim", async || {
+        pvs.get("disk-n2").await.ok()?.spec?.claim_ref
+    })
+    .await;
+    assert_eq!(
+        (claim_ref.name.as_deref(), claim_ref.uid.as_deref()),
+        (Some("fixed"), fixed.metadata.uid.as_deref())
+    );
+    assert_eq!(
+        node_of(&pods, "pinned").await,
+        None,
+        "the pod waits for the binding"
+    );
+    claims
+        .patch(
+            "fixed",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"volumeName": "disk-n2"}})),
+        )
+        .await
+        .unwrap();
+    claims
+        .patch_status(
+            "fixed",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Bound"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        eventually("pinned bound", async || node_of(&pods, "pinned").await).await,
+        "n2"
     );
 }
