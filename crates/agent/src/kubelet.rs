@@ -22,7 +22,9 @@ use crate::runtime::{
 use crate::{spec, volume};
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service,
+};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::watcher;
 use serde_json::json;
@@ -317,6 +319,12 @@ pub async fn run(
             }
         });
     }
+    // The local-path volumes of this node: their directories go when the volumes do.
+    tokio::spawn(crate::local_path::run(
+        client.clone(),
+        kubelet.config.node_name.clone(),
+        shutdown.clone(),
+    ));
     // The pod network: configured once the node has its pod CIDR, and routes to the others.
     if let Some(net) = kubelet.config.network.clone() {
         tokio::spawn(follow_pod_cidr(
@@ -1290,16 +1298,20 @@ impl Worker {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
             })
             .collect();
-        let mut mounts =
-            match volume::container_mounts(c, self.volumes.as_ref().expect("set up"), &env_map) {
-                Ok(m) => m,
-                Err(e) => {
-                    return Err(StartFailure::Waiting(Waiting {
-                        reason: "CreateContainerConfigError".into(),
-                        message: e.to_string(),
-                    }));
-                }
-            };
+        let mut mounts = match volume::container_mounts(
+            c,
+            self.volumes.as_ref().expect("set up"),
+            &volume::read_only_volumes(pod),
+            &env_map,
+        ) {
+            Ok(m) => m,
+            Err(e) => {
+                return Err(StartFailure::Waiting(Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message: e.to_string(),
+                }));
+            }
+        };
         mounts.extend(self.pod_files(pod, c, attempt, sb.ip));
         if let Some(w) = self.dns_warning.take()
             && self.dns_warned.as_deref() != Some(sb.id.as_str())
@@ -1555,12 +1567,42 @@ impl Worker {
                 sources.secrets.insert(n, data);
             }
         }
+        // Claims, and the volumes they are bound to.
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.k.client.clone(), &ns);
+        let pvs: Api<PersistentVolume> = Api::all(self.k.client.clone());
+        for v in spec.volumes.iter().flatten() {
+            let Some(name) = volume::claim_name(pod, v) else {
+                continue;
+            };
+            let Ok(Some(pvc)) = claims.get_opt(&name).await else {
+                continue;
+            };
+            let pv_name = pvc
+                .spec
+                .as_ref()
+                .and_then(|s| s.volume_name.clone())
+                .unwrap_or_default();
+            if !pv_name.is_empty()
+                && let Ok(Some(pv)) = pvs.get_opt(&pv_name).await
+            {
+                sources.persistent_volumes.insert(pv_name, pv);
+            }
+            sources.claims.insert(name, pvc);
+        }
         let dir = self.k.pod_dir(&self.uid);
         let mut out = BTreeMap::new();
         for v in spec.volumes.iter().flatten() {
             match volume::set_up(pod, &dir, v, &sources) {
                 Ok(p) => {
                     out.insert(v.name.clone(), p);
+                }
+                Err(e @ volume::VolumeError::Claim { .. }) => {
+                    // The volume manager's words when it cannot process a claim.
+                    return Err(format!(
+                        "Unable to attach or mount volumes: unmounted volumes=[{n}], \
+                         unattached volumes=[], failed to process volumes=[{n}]: {e}",
+                        n = v.name
+                    ));
                 }
                 Err(e) => {
                     return Err(format!(

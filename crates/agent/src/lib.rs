@@ -4,6 +4,7 @@
 //! - [`kubelet`]: the main loop: node, Lease, pod informer, relist and one worker per pod.
 //! - [`events`]: events about pods, folded with counts as the kubelet records them.
 //! - [`hollow`]: hollow nodes, many simulated nodes with a fake runtime in one process (`skiff sim`).
+//! - [`local_path`]: removes the directories of deleted `skiff.io/local-path` volumes of this node.
 //! - [`logs`]: CRI log files read back for `kubectl logs`.
 //! - [`metrics`]: CPU and working-set memory of the node and its containers (`/metrics/resource`).
 //! - [`network`]: the pod network: CNI attachment, routes between nodes, masquerade.
@@ -19,6 +20,7 @@ pub mod events;
 pub mod hollow;
 pub mod image;
 pub mod kubelet;
+pub mod local_path;
 pub mod logs;
 pub mod metrics;
 pub mod network;

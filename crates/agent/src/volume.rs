@@ -1,5 +1,7 @@
 //! Pod volumes on the node: emptyDir, hostPath, configMap, secret,
-//! downwardAPI and projected, set up under the pod's directory, and the
+//! downwardAPI and projected, set up under the pod's directory;
+//! persistentVolumeClaim (and generic ephemeral) volumes, resolved through
+//! their bound PersistentVolume to its `hostPath` or `local.path`; and the
 //! bind mounts containers get from their volumeMounts.
 //!
 //! Files of configMap, secret, downwardAPI and projected volumes are written
@@ -8,8 +10,8 @@
 //! sees a half-written update.
 
 use crate::runtime::Mount;
-use k8s_openapi::api::core::v1::{Container, Pod, Volume};
-use std::collections::BTreeMap;
+use k8s_openapi::api::core::v1::{Container, PersistentVolume, PersistentVolumeClaim, Pod, Volume};
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -35,6 +37,20 @@ pub enum VolumeError {
         /// What it should have been.
         expected: &'static str,
     },
+    /// A claim the pod uses cannot be used yet (missing, not bound, its
+    /// volume missing): the pod waits, as the kubelet's volume manager does.
+    #[error("error processing PVC {namespace}/{claim}: {reason}")]
+    Claim {
+        /// The pod's namespace.
+        namespace: String,
+        /// The claim's name.
+        claim: String,
+        /// Why, in the kubelet's words.
+        reason: String,
+    },
+    /// A `local` volume's path does not exist on the node.
+    #[error("path \"{0}\" does not exist")]
+    LocalPathMissing(String),
     /// The volume kind is not supported on this node yet.
     #[error("volume type of {0:?} is not supported")]
     Unsupported(String),
@@ -54,13 +70,114 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> VolumeError 
     move |source| VolumeError::Io { context, source }
 }
 
-/// The data of the ConfigMaps and Secrets a pod references, fetched by the caller.
+/// The data of the ConfigMaps and Secrets a pod references, and the claims
+/// and volumes behind its persistentVolumeClaim volumes, fetched by the caller.
 #[derive(Debug, Default, Clone)]
 pub struct Sources {
     /// ConfigMap name → key → bytes (data and binaryData).
     pub config_maps: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
     /// Secret name → key → bytes.
     pub secrets: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    /// Claim name → the claim, for the claims that exist.
+    pub claims: BTreeMap<String, PersistentVolumeClaim>,
+    /// PersistentVolume name → the volume, for the bound claims' volumes that exist.
+    pub persistent_volumes: BTreeMap<String, PersistentVolume>,
+}
+
+/// The claim a volume uses: `persistentVolumeClaim.claimName`, or
+/// `<pod>-<volume>` for a generic ephemeral volume.
+pub fn claim_name(pod: &Pod, volume: &Volume) -> Option<String> {
+    if let Some(c) = &volume.persistent_volume_claim {
+        return Some(c.claim_name.clone());
+    }
+    volume.ephemeral.as_ref().map(|_| {
+        format!(
+            "{}-{}",
+            pod.metadata.name.as_deref().unwrap_or(""),
+            volume.name
+        )
+    })
+}
+
+/// Where a claimed volume lives on the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedPath {
+    /// The PersistentVolume's name.
+    pub volume: String,
+    /// The host path.
+    pub path: String,
+    /// The hostPath `type` to check (or create), `""` for none.
+    pub type_: String,
+    /// Whether the path must already exist (a `local` volume).
+    pub must_exist: bool,
+}
+
+/// Resolves a claim to the host path of its volume: the claim must exist
+/// and be Bound, its PersistentVolume must exist and be a `hostPath` or
+/// `local` volume. Errors carry the kubelet's words.
+pub fn resolve_claim(
+    namespace: &str,
+    claim: &str,
+    sources: &Sources,
+) -> Result<ClaimedPath, VolumeError> {
+    let fail = |reason: String| VolumeError::Claim {
+        namespace: namespace.to_string(),
+        claim: claim.to_string(),
+        reason,
+    };
+    let Some(pvc) = sources.claims.get(claim) else {
+        return Err(fail(format!(
+            "failed to fetch PVC from API server: persistentvolumeclaims \"{claim}\" not found"
+        )));
+    };
+    let pv_name = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.as_deref())
+        .unwrap_or("");
+    let phase = pvc.status.as_ref().and_then(|s| s.phase.as_deref());
+    if pv_name.is_empty() || phase != Some("Bound") {
+        return Err(fail("PVC is not bound".into()));
+    }
+    let Some(pv) = sources.persistent_volumes.get(pv_name) else {
+        return Err(fail(format!(
+            "failed to fetch PV {pv_name} from API server: persistentvolumes \"{pv_name}\" not found"
+        )));
+    };
+    let spec = pv.spec.as_ref();
+    if let Some(hp) = spec.and_then(|s| s.host_path.as_ref()) {
+        return Ok(ClaimedPath {
+            volume: pv_name.to_string(),
+            path: hp.path.clone(),
+            type_: hp.type_.clone().unwrap_or_default(),
+            must_exist: false,
+        });
+    }
+    if let Some(local) = spec.and_then(|s| s.local.as_ref()) {
+        return Ok(ClaimedPath {
+            volume: pv_name.to_string(),
+            path: local.path.clone(),
+            type_: String::new(),
+            must_exist: true,
+        });
+    }
+    Err(VolumeError::Unsupported(pv_name.to_string()))
+}
+
+/// The pod's volumes mounted read-only in every container: claims with `readOnly: true`.
+pub fn read_only_volumes(pod: &Pod) -> BTreeSet<String> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|v| {
+            v.persistent_volume_claim
+                .as_ref()
+                .is_some_and(|c| c.read_only == Some(true))
+        })
+        .map(|v| v.name.clone())
+        .collect()
 }
 
 /// One file to write: relative path, content, mode.
@@ -344,6 +461,14 @@ pub fn set_up(
     if let Some(hp) = &volume.host_path {
         return host_path(&hp.path, hp.type_.as_deref().unwrap_or(""));
     }
+    if let Some(claim) = claim_name(pod, volume) {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("");
+        let c = resolve_claim(ns, &claim, sources)?;
+        if c.must_exist && std::fs::symlink_metadata(&c.path).is_err() {
+            return Err(VolumeError::LocalPathMissing(c.path));
+        }
+        return host_path(&c.path, &c.type_);
+    }
     let files = if let Some(cm) = &volume.config_map {
         items_files(
             "configmap",
@@ -488,10 +613,12 @@ pub fn tear_down(pod_dir: &Path) {
     let _ = std::fs::remove_dir_all(pod_dir);
 }
 
-/// The bind mounts a container gets from its volumeMounts.
+/// The bind mounts a container gets from its volumeMounts; a mount is
+/// read-only when it says so or its volume is in `read_only` (see [`read_only_volumes`]).
 pub fn container_mounts(
     container: &Container,
     volumes: &BTreeMap<String, PathBuf>,
+    read_only: &BTreeSet<String>,
     env: &BTreeMap<String, String>,
 ) -> Result<Vec<Mount>, VolumeError> {
     let mut out = Vec::new();
@@ -515,7 +642,7 @@ pub fn container_mounts(
             p
         };
         let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
-        if vm.read_only == Some(true) {
+        if vm.read_only == Some(true) || read_only.contains(&vm.name) {
             options.push("ro".into());
         }
         out.push(Mount {
@@ -666,13 +793,147 @@ mod tests {
             {"name": "work", "mountPath": "/ro", "readOnly": true, "subPath": "sub"}
         ]}))
         .unwrap();
-        let m = container_mounts(&c, &vols, &BTreeMap::new()).unwrap();
+        let m = container_mounts(&c, &vols, &BTreeSet::new(), &BTreeMap::new()).unwrap();
         assert_eq!(m[0].destination, "/w");
         assert_eq!(m[0].options, vec!["rbind", "rprivate"]);
         assert_eq!(m[1].options, vec!["rbind", "rprivate", "ro"]);
         assert!(
             dir.path().join("sub").is_dir(),
             "a missing subPath is created"
+        );
+    }
+
+    fn claimed(claims: serde_json::Value, volumes: serde_json::Value) -> Sources {
+        let mut s = Sources::default();
+        for c in claims.as_array().unwrap() {
+            let c: PersistentVolumeClaim = serde_json::from_value(c.clone()).unwrap();
+            s.claims.insert(c.metadata.name.clone().unwrap(), c);
+        }
+        for v in volumes.as_array().unwrap() {
+            let v: PersistentVolume = serde_json::from_value(v.clone()).unwrap();
+            s.persistent_volumes
+                .insert(v.metadata.name.clone().unwrap(), v);
+        }
+        s
+    }
+
+    #[test]
+    fn claims_resolve_to_their_bound_volumes_path_or_say_why_not() {
+        let bound = |name: &str, pv: &str| json!({"metadata": {"name": name}, "spec": {"volumeName": pv}, "status": {"phase": "Bound"}});
+        let sources = claimed(
+            json!([
+                bound("data", "pvc-1"),
+                bound("disk", "local-1"),
+                bound("lost", "pvc-gone"),
+                bound("nfs", "nfs-1"),
+                {"metadata": {"name": "pending"}, "spec": {}, "status": {"phase": "Pending"}},
+                {"metadata": {"name": "half"}, "spec": {"volumeName": "pvc-1"}, "status": {"phase": "Pending"}},
+            ]),
+            json!([
+                {"metadata": {"name": "pvc-1"}, "spec": {"hostPath": {"path": "/s/pvc-1_default_data", "type": "DirectoryOrCreate"}}},
+                {"metadata": {"name": "local-1"}, "spec": {"local": {"path": "/mnt/disk1"}}},
+                {"metadata": {"name": "nfs-1"}, "spec": {"nfs": {"server": "x", "path": "/"}}},
+            ]),
+        );
+        let ok = |volume: &str, path: &str, type_: &str, must_exist| {
+            Ok::<_, String>(ClaimedPath {
+                volume: volume.into(),
+                path: path.into(),
+                type_: type_.into(),
+                must_exist,
+            })
+        };
+        let cases = [
+            ("data", ok("pvc-1", "/s/pvc-1_default_data", "DirectoryOrCreate", false)),
+            ("disk", ok("local-1", "/mnt/disk1", "", true)),
+            ("missing", Err("error processing PVC default/missing: failed to fetch PVC from API server: persistentvolumeclaims \"missing\" not found".into())),
+            ("pending", Err("error processing PVC default/pending: PVC is not bound".into())),
+            ("half", Err("error processing PVC default/half: PVC is not bound".into())),
+            ("lost", Err("error processing PVC default/lost: failed to fetch PV pvc-gone from API server: persistentvolumes \"pvc-gone\" not found".into())),
+            ("nfs", Err("volume type of \"nfs-1\" is not supported".into())),
+        ];
+        for (claim, want) in cases {
+            let got = resolve_claim("default", claim, &sources).map_err(|e| e.to_string());
+            assert_eq!(got, want, "{claim}");
+        }
+    }
+
+    #[test]
+    fn a_claim_volume_is_the_volumes_host_directory_mounted_read_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("storage").join("pvc-1_default_data");
+        let local = dir.path().join("disk");
+        let sources = claimed(
+            json!([
+                {"metadata": {"name": "data"}, "spec": {"volumeName": "pvc-1"}, "status": {"phase": "Bound"}},
+                {"metadata": {"name": "web-scratch"}, "spec": {"volumeName": "local-1"}, "status": {"phase": "Bound"}},
+            ]),
+            json!([
+                {"metadata": {"name": "pvc-1"}, "spec": {"hostPath": {"path": host, "type": "DirectoryOrCreate"}}},
+                {"metadata": {"name": "local-1"}, "spec": {"local": {"path": local}}},
+            ]),
+        );
+        let p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "u1"},
+            "spec": {"containers": [{"name": "c", "image": "i", "volumeMounts": [
+                {"name": "data", "mountPath": "/data"},
+                {"name": "data", "mountPath": "/logs", "subPath": "logs"},
+                {"name": "shared", "mountPath": "/shared"},
+                {"name": "scratch", "mountPath": "/scratch"}
+            ]}],
+            "volumes": [
+                {"name": "data", "persistentVolumeClaim": {"claimName": "data"}},
+                {"name": "shared", "persistentVolumeClaim": {"claimName": "data", "readOnly": true}},
+                {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}}
+            ]}
+        }))
+        .unwrap();
+        let pod_dir = dir.path().join("pod");
+        let mut vols = BTreeMap::new();
+        let spec = p.spec.clone().unwrap();
+        let volumes = spec.volumes.unwrap();
+        // The local volume's path must exist first.
+        let e = set_up(&p, &pod_dir, &volumes[2], &sources).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("path {:?} does not exist", local.display().to_string())
+        );
+        std::fs::create_dir_all(&local).unwrap();
+        for v in &volumes {
+            vols.insert(v.name.clone(), set_up(&p, &pod_dir, v, &sources).unwrap());
+        }
+        assert!(
+            host.is_dir(),
+            "DirectoryOrCreate makes the provisioned directory"
+        );
+        assert_eq!(vols["data"], host);
+        assert_eq!(vols["scratch"], local);
+        let ro = read_only_volumes(&p);
+        assert_eq!(ro, BTreeSet::from(["shared".to_string()]));
+        let m = container_mounts(&spec.containers[0], &vols, &ro, &BTreeMap::new()).unwrap();
+        let got: Vec<(&str, &str, bool)> = m
+            .iter()
+            .map(|m| {
+                (
+                    m.destination.as_str(),
+                    m.source.as_str(),
+                    m.options.contains(&"ro".to_string()),
+                )
+            })
+            .collect();
+        let logs = host.join("logs");
+        assert_eq!(
+            got,
+            vec![
+                ("/data", host.to_str().unwrap(), false),
+                ("/logs", logs.to_str().unwrap(), false),
+                ("/shared", host.to_str().unwrap(), true),
+                ("/scratch", local.to_str().unwrap(), false),
+            ]
+        );
+        assert!(
+            logs.is_dir(),
+            "a subPath inside the claim's directory is created"
         );
     }
 }

@@ -99,7 +99,7 @@ fn main() {
     while let Some(action) = sched.schedule_next(now) {
         let t = Instant::now();
         match action {
-            Action::Bind { pod, node } => {
+            Action::Bind { pod, node, .. } => {
                 let key = format!(
                     "{}/{}",
                     pod.metadata.namespace.as_deref().unwrap_or(""),

@@ -62,6 +62,11 @@ impl Cache {
         self.snapshot.budgets = budgets;
     }
 
+    /// The claims, volumes and classes VolumeBinding reads, to update from their watches.
+    pub fn volumes_mut(&mut self) -> &mut crate::volume_binding::Volumes {
+        &mut self.snapshot.volumes
+    }
+
     /// How many pods are accounted (bound or assumed, including orphans).
     pub fn pod_count(&self) -> usize {
         self.pods.len()

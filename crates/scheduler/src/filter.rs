@@ -1,6 +1,7 @@
 //! The default filter plugins, run in Kubernetes' order: NodeUnschedulable,
 //! NodeName, TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit,
-//! PodTopologySpread, InterPodAffinity. The first plugin that rejects a node
+//! VolumeRestrictions (`ReadWriteOncePod` only), VolumeBinding
+//! ([`crate::volume_binding`]), PodTopologySpread, InterPodAffinity. The first plugin that rejects a node
 //! decides its reasons, as in the framework's `RunFilterPlugins`.
 
 use std::collections::{BTreeSet, HashMap};
@@ -218,6 +219,12 @@ pub struct Cycle<'a> {
     pub(crate) node_names: Option<BTreeSet<String>>,
     /// A PreFilter failure that rejects every node.
     pub(crate) pre_filter_error: Option<String>,
+    /// VolumeBinding's PreFilter state (None: the pod uses no claim).
+    volumes: Option<crate::volume_binding::PodVolumes>,
+    /// The pod's `ReadWriteOncePod` claims (VolumeRestrictions).
+    rwop_claims: Vec<String>,
+    /// How many pods placed anywhere already use one of them.
+    rwop_in_use: usize,
 }
 
 impl<'a> Cycle<'a> {
@@ -256,8 +263,18 @@ impl<'a> Cycle<'a> {
             existing_anti_affinity_counts: TopoCounts::default(),
             node_names: None,
             pre_filter_error: None,
+            volumes: None,
+            rwop_claims: Vec::new(),
+            rwop_in_use: 0,
         };
         cycle.pre_filter_node_affinity();
+        cycle.pre_filter_volume_restrictions();
+        if cycle.pre_filter_error.is_none() {
+            match crate::volume_binding::pre_filter(pod, &snapshot.volumes) {
+                Ok(v) => cycle.volumes = v,
+                Err(msg) => cycle.pre_filter_error = Some(msg),
+            }
+        }
         cycle.pre_filter_spread();
         cycle.pre_filter_affinity();
         cycle
@@ -300,6 +317,23 @@ impl<'a> Cycle<'a> {
         } else {
             self.node_names = Some(names);
         }
+    }
+
+    /// VolumeRestrictions' PreFilter: counts the placed pods (other than this
+    /// one) using one of the pod's `ReadWriteOncePod` claims.
+    fn pre_filter_volume_restrictions(&mut self) {
+        self.rwop_claims =
+            crate::volume_binding::read_write_once_pod_claims(self.pod, &self.snapshot.volumes);
+        if self.rwop_claims.is_empty() {
+            return;
+        }
+        let ns = namespace(self.pod);
+        self.rwop_in_use = self
+            .nodes()
+            .flat_map(|n| n.pods.iter())
+            .filter(|p| p.key != self.key)
+            .filter(|p| crate::volume_binding::uses_claim(p, ns, &self.rwop_claims))
+            .count();
     }
 
     /// The snapshot's nodes, with the override (a node with pods taken off
@@ -410,6 +444,7 @@ impl<'a> Cycle<'a> {
     /// or pod affinity), so taking pods off a node needs a new [`Cycle`].
     pub fn depends_on_other_pods(&self) -> bool {
         !self.spread.is_empty()
+            || !self.rwop_claims.is_empty()
             || !self.terms.affinity.is_empty()
             || !self.terms.anti_affinity.is_empty()
             || self.snapshot.have_pods_with_required_anti_affinity()
@@ -443,6 +478,16 @@ impl<'a> Cycle<'a> {
         self.node_affinity(node)?;
         self.node_ports(node)?;
         self.node_resources_fit(node)?;
+        if self.rwop_in_use > 0 {
+            return Err(Rejection::new(
+                "VolumeRestrictions",
+                Code::Unschedulable,
+                crate::volume_binding::ERR_READ_WRITE_ONCE_POD_CONFLICT,
+            ));
+        }
+        if let Some(v) = &self.volumes {
+            v.filter(node)?;
+        }
         self.pod_topology_spread(node)?;
         self.inter_pod_affinity(node)
     }

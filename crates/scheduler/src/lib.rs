@@ -14,7 +14,8 @@
 //! - [`cache`]: [`Cache`] — the incremental snapshot: bound and assumed pods, nominations.
 //! - [`preemption`]: DefaultPreemption — victims, candidate ordering, [`preempt`].
 //! - [`scheduler`](mod@scheduler): [`Scheduler`] — events in, [`Action`]s out; the loop's pure core.
-//! - [`run`]: the scheduler loop: watches pods and nodes, carries out actions, binds.
+//! - [`volume_binding`]: VolumeBinding — PersistentVolumeClaims in PreFilter, Filter and PreBind.
+//! - [`run`]: the scheduler loop: watches pods, nodes and storage, carries out actions, binds.
 
 pub mod cache;
 pub mod filter;
@@ -27,6 +28,7 @@ pub mod run;
 pub mod schedule;
 pub mod scheduler;
 pub mod score;
+pub mod volume_binding;
 
 pub use cache::Cache;
 pub use filter::{Code, Cycle, Rejection, filter};

@@ -247,6 +247,8 @@ pub struct Snapshot {
     pub nominated: HashMap<String, Vec<PodInfo>>,
     /// The PodDisruptionBudgets preemption weighs.
     pub budgets: Vec<crate::preemption::Budget>,
+    /// The PersistentVolumeClaims, PersistentVolumes and StorageClasses VolumeBinding reads.
+    pub volumes: crate::volume_binding::Volumes,
     index: HashMap<String, usize>,
 }
 

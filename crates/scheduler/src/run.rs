@@ -1,4 +1,5 @@
-//! The scheduler as a client of the API: it watches pods and nodes, feeds
+//! The scheduler as a client of the API: it watches pods, nodes, PodDisruptionBudgets and
+//! storage (claims, volumes, classes), feeds
 //! them to the [`Scheduler`] (whose cache is kept incrementally), and carries
 //! out its actions. Bindings run concurrently (at most [`MAX_BINDINGS`] at a
 //! time); a placed pod is assumed on its node at once, so a burst of pods
@@ -9,10 +10,14 @@
 use crate::preemption::{REASON_PREEMPTION_BY_SCHEDULER, disruption_message, preempted_message};
 use crate::scheduler::{Action, Scheduler};
 pub use crate::scheduler::{DEFAULT_SCHEDULER, NO_NODES, effective_node, wants};
+use crate::volume_binding::{
+    ANN_SELECTED_NODE, ClaimWait, PreBind, Volumes, check_bound_volume, claim_bound, claim_wait,
+};
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
@@ -232,6 +237,7 @@ impl Budgets {
 
 struct Io {
     client: kube::Client,
+    volume_bind_timeout: Duration,
     bound_tx: tokio::sync::mpsc::UnboundedSender<(String, bool)>,
     bindings: Arc<Semaphore>,
     events: Arc<Semaphore>,
@@ -240,11 +246,28 @@ struct Io {
 impl Io {
     fn carry_out(&self, action: Action) {
         match action {
-            Action::Bind { pod, node } => {
+            Action::Bind { pod, node, volumes } => {
                 let (c, tx) = (self.client.clone(), self.bound_tx.clone());
                 let (bindings, events) = (self.bindings.clone(), self.events.clone());
+                let timeout = self.volume_bind_timeout;
                 tokio::spawn(async move {
                     let k = key(&pod);
+                    if !volumes.is_empty()
+                        && let Err(e) = bind_volumes(&c, &pod, &node, &volumes, timeout).await
+                    {
+                        tracing::debug!("binding volumes of {k}: {e}");
+                        let _ = tx.send((k, false));
+                        let message = format!("running PreBind plugin \"VolumeBinding\": {e}");
+                        let e = EventSpec {
+                            type_: "Warning",
+                            reason: "FailedScheduling",
+                            action: Some("Scheduling"),
+                            message: &message,
+                            related: None,
+                        };
+                        record(&c, &pod, e).await;
+                        return;
+                    }
                     let permit = bindings.acquire_owned().await;
                     let res = bind(&c, &pod, &node).await;
                     drop(permit);
@@ -315,8 +338,170 @@ impl Io {
     }
 }
 
+/// How long PreBind waits for a pod's claims to be bound (`bindTimeoutSeconds`).
+pub const VOLUME_BIND_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How often PreBind looks at the claims it waits for.
+const VOLUME_BIND_POLL: Duration = Duration::from_millis(200);
+
+/// VolumeBinding's PreBind: asks for a volume on `node` for each claim to
+/// provision (the `volume.kubernetes.io/selected-node` annotation) and
+/// pre-binds the chosen static volumes (their `claimRef`), then waits until
+/// every claim is bound. Errors carry Kubernetes' words (`binding volumes: …`).
+async fn bind_volumes(
+    client: &kube::Client,
+    pod: &Pod,
+    node: &str,
+    work: &PreBind,
+    timeout: Duration,
+) -> Result<(), String> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    let patch = json!({"metadata": {"annotations": {ANN_SELECTED_NODE: node}}});
+    for c in &work.provision {
+        api.patch(c, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| format!("binding volumes: {}", api_message(&e)))?;
+    }
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    for b in &work.static_binds {
+        let patch = json!({"spec": {"claimRef": {"kind": "PersistentVolumeClaim", "apiVersion": "v1",
+            "namespace": ns, "name": b.claim, "uid": b.claim_uid}}});
+        pvs.patch(&b.volume, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| format!("binding volumes: {}", api_message(&e)))?;
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    // (claim, provisioned: true, or pre-bound to a static volume: false)
+    let mut waiting: Vec<(&String, bool)> = work
+        .provision
+        .iter()
+        .map(|c| (c, true))
+        .chain(work.static_binds.iter().map(|b| (&b.claim, false)))
+        .collect();
+    while !waiting.is_empty() {
+        let mut still = Vec::new();
+        for (c, provisioned) in waiting {
+            match api.get_opt(c).await {
+                Ok(Some(pvc)) if !provisioned => {
+                    if claim_bound(&pvc) {
+                        check_volume(client, &pvc, node)
+                            .await
+                            .map_err(|e| format!("binding volumes: {e}"))?;
+                    } else {
+                        still.push((c, provisioned));
+                    }
+                }
+                Ok(Some(pvc)) => match claim_wait(&pvc, node) {
+                    ClaimWait::Bound => check_volume(client, &pvc, node)
+                        .await
+                        .map_err(|e| format!("binding volumes: {e}"))?,
+                    ClaimWait::Pending => still.push((c, provisioned)),
+                    ClaimWait::Failed(msg) => return Err(format!("binding volumes: {msg}")),
+                },
+                Ok(None) => {
+                    return Err(format!(
+                        "binding volumes: persistentvolumeclaim \"{c}\" not found"
+                    ));
+                }
+                Err(_) => still.push((c, provisioned)),
+            }
+        }
+        waiting = still;
+        if waiting.is_empty() {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err("binding volumes: context deadline exceeded".to_string());
+        }
+        tokio::time::sleep(VOLUME_BIND_POLL).await;
+    }
+    Ok(())
+}
+
+/// Checks that a bound claim's volume accepts the node.
+async fn check_volume(
+    client: &kube::Client,
+    pvc: &PersistentVolumeClaim,
+    node: &str,
+) -> Result<(), String> {
+    let pv_name = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.clone())
+        .unwrap_or_default();
+    let pv = Api::<PersistentVolume>::all(client.clone())
+        .get(&pv_name)
+        .await
+        .map_err(|e| api_message(&e))?;
+    let node = Api::<Node>::all(client.clone())
+        .get(node)
+        .await
+        .map_err(|e| api_message(&e))?;
+    check_bound_volume(&pv, &node)
+}
+
+/// An API error's message as Kubernetes prints it.
+fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Options of the scheduler loop.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long PreBind waits for a pod's claims to be bound before the pod is scheduled again.
+    pub volume_bind_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            volume_bind_timeout: VOLUME_BIND_TIMEOUT,
+        }
+    }
+}
+
 /// Runs the scheduler until `shutdown` turns true.
-pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(client: kube::Client, shutdown: watch::Receiver<bool>) {
+    run_with(client, shutdown, Options::default()).await
+}
+
+/// Applies a storage watch event to the scheduler; on a (re-)list the
+/// objects are gathered and replace the kind's map at its end.
+fn storage_event<T>(
+    sched: &mut Scheduler,
+    relist: &mut Option<Vec<T>>,
+    ev: watcher::Event<T>,
+    put: fn(&mut Volumes, T),
+    remove: fn(&mut Volumes, &T),
+    clear: fn(&mut Volumes),
+) {
+    let now = Timestamp::now();
+    match ev {
+        watcher::Event::Init => *relist = Some(Vec::new()),
+        watcher::Event::InitApply(o) => relist.get_or_insert_with(Vec::new).push(o),
+        watcher::Event::InitDone => {
+            let items = relist.take().unwrap_or_default();
+            sched.on_storage(
+                |v| {
+                    clear(v);
+                    for o in items {
+                        put(v, o);
+                    }
+                },
+                now,
+            );
+        }
+        watcher::Event::Apply(o) => sched.on_storage(|v| put(v, o), now),
+        watcher::Event::Delete(o) => sched.on_storage(|v| remove(v, &o), now),
+    }
+}
+
+/// Runs the scheduler with `opts` until `shutdown` turns true.
+pub async fn run_with(client: kube::Client, mut shutdown: watch::Receiver<bool>, opts: Options) {
     let mut pods_stream =
         watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).boxed();
     let mut nodes_stream =
@@ -326,6 +511,22 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
         watcher::Config::default(),
     )
     .boxed();
+    let mut claims_stream = watcher(
+        Api::<PersistentVolumeClaim>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .boxed();
+    let mut pvs_stream = watcher(
+        Api::<PersistentVolume>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .boxed();
+    let mut classes_stream = watcher(
+        Api::<StorageClass>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .boxed();
+    let (mut claims_relist, mut pvs_relist, mut classes_relist) = (None, None, None);
     let mut pdbs = Budgets::default();
     let mut sched = Scheduler::new();
     // Keys seen during a (re-)list, to forget what disappeared meanwhile.
@@ -335,6 +536,7 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
     let (bound_tx, mut bound_rx) = tokio::sync::mpsc::unbounded_channel::<(String, bool)>();
     let io = Io {
         client: client.clone(),
+        volume_bind_timeout: opts.volume_bind_timeout,
         bound_tx,
         bindings: Arc::new(Semaphore::new(MAX_BINDINGS)),
         events: Arc::new(Semaphore::new(MAX_EVENT_WRITES)),
@@ -404,6 +606,33 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
                 }
                 Some(Err(e)) => {
                     tracing::debug!("scheduler PodDisruptionBudget watch: {e}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                None => return,
+            },
+            ev = claims_stream.next() => match ev {
+                Some(Ok(ev)) => storage_event(&mut sched, &mut claims_relist, ev,
+                    Volumes::put_claim, Volumes::remove_claim, |v| v.claims.clear()),
+                Some(Err(e)) => {
+                    tracing::debug!("scheduler PersistentVolumeClaim watch: {e}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                None => return,
+            },
+            ev = pvs_stream.next() => match ev {
+                Some(Ok(ev)) => storage_event(&mut sched, &mut pvs_relist, ev,
+                    Volumes::put_volume, Volumes::remove_volume, |v| v.volumes.clear()),
+                Some(Err(e)) => {
+                    tracing::debug!("scheduler PersistentVolume watch: {e}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                None => return,
+            },
+            ev = classes_stream.next() => match ev {
+                Some(Ok(ev)) => storage_event(&mut sched, &mut classes_relist, ev,
+                    Volumes::put_class, Volumes::remove_class, |v| v.classes.clear()),
+                Some(Err(e)) => {
+                    tracing::debug!("scheduler StorageClass watch: {e}");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 None => return,

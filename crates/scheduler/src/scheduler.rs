@@ -74,6 +74,11 @@ pub enum Action {
         pod: Arc<Pod>,
         /// The chosen node.
         node: String,
+        /// VolumeBinding's PreBind: the pod's unbound `WaitForFirstConsumer`
+        /// claims, to annotate with `volume.kubernetes.io/selected-node: <node>`
+        /// (or to pre-bind to a static volume) and wait for until they are
+        /// bound, before the pod is bound.
+        volumes: crate::volume_binding::PreBind,
     },
     /// No node fits and preemption cannot help: set the PodScheduled=False
     /// condition and record a FailedScheduling event (only when the message
@@ -151,6 +156,18 @@ impl Scheduler {
     /// The PodDisruptionBudgets changed (all of them, as watched).
     pub fn on_budgets(&mut self, budgets: Vec<crate::preemption::Budget>) {
         self.cache.set_budgets(budgets);
+    }
+
+    /// A storage object changed (`change` updates the claims, volumes or
+    /// classes): unschedulable pods are retried, as a claim getting bound or a
+    /// volume appearing may let them fit.
+    pub fn on_storage(
+        &mut self,
+        change: impl FnOnce(&mut crate::volume_binding::Volumes),
+        now: Timestamp,
+    ) {
+        change(self.cache.volumes_mut());
+        self.queue.move_all_to_active_or_backoff(now);
     }
 
     /// A pod was added or changed.
@@ -318,10 +335,15 @@ impl Scheduler {
             Ok(placed) => {
                 self.next_start = (self.next_start + placed.processed) % n;
                 self.reported.remove(key);
+                let volumes = snapshot
+                    .get(&placed.node)
+                    .map(|n| crate::volume_binding::pre_bind(&pod, &snapshot.volumes, n))
+                    .unwrap_or_default();
                 self.cache.assume(pod.clone(), &placed.node);
                 Some(Action::Bind {
                     pod,
                     node: placed.node,
+                    volumes,
                 })
             }
             Err(mut fit) => {

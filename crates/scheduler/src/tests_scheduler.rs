@@ -518,7 +518,7 @@ fn no_second_preemption_while_victims_terminate() {
 
 fn key_of(a: &Action) -> (String, String) {
     match a {
-        Action::Bind { pod, node } => (
+        Action::Bind { pod, node, .. } => (
             "bind".into(),
             format!("{} {node}", pod.metadata.name.as_deref().unwrap()),
         ),

@@ -36,6 +36,8 @@ struct State {
     calls: Vec<Call>,
     next: u64,
     exec_results: BTreeMap<String, i32>,
+    /// Container name → the mounts of its newest create.
+    mounts: BTreeMap<String, Vec<super::Mount>>,
 }
 
 /// The fake runtime.
@@ -53,6 +55,16 @@ impl FakeRuntime {
     /// Every call so far.
     pub fn calls(&self) -> Vec<Call> {
         self.state.lock().expect("fake lock").calls.clone()
+    }
+
+    /// The mounts the newest container named `name` was created with.
+    pub fn mounts(&self, name: &str) -> Option<Vec<super::Mount>> {
+        self.state
+            .lock()
+            .expect("fake lock")
+            .mounts
+            .get(name)
+            .cloned()
     }
 
     /// Makes the newest running container named `name` exit with `code`.
@@ -165,6 +177,7 @@ impl Runtime for FakeRuntime {
                 state: ContainerState::Created,
             },
         );
+        s.mounts.insert(name.clone(), config.mounts.clone());
         s.calls.push(Call::CreateContainer(name, attempt));
         Ok(())
     }
