@@ -25,8 +25,9 @@
 //!    and burns a CPU when it is gone, and `kubectl autoscale --cpu-percent=50
 //!    --min=1 --max=4`. Once the HPA has settled (at least `--settle` seconds
 //!    and a numeric current utilisation in `kubectl get hpa`), the file is
-//!    removed and the Deployment's `spec.replicas` polled every 100 ms until it
-//!    exceeds 1. The Deployment and HPA are deleted before the next run.
+//!    removed (run `r` of `K` first waits `r/K` × 15 s more, so the starts
+//!    sample the phase of the periodic scrape and sync evenly) and the
+//!    Deployment's `spec.replicas` polled every 100 ms until it exceeds 1. The Deployment and HPA are deleted before the next run.
 //!
 //! At the end, also on errors, Ctrl-C and SIGTERM, it deletes its
 //! Deployments, HPAs and pods (so the agent stops their containers), stops the
@@ -206,6 +207,16 @@ fn deployment_json(
             "template": {"metadata": {"labels": {"app": name}}, "spec": spec},
         },
     })
+}
+
+/// The default `--metric-resolution` and HPA sync period.
+const PERIOD: Duration = Duration::from_secs(15);
+
+/// How long run `r` of `runs` waits after the HPA settled before it starts
+/// the load: `r/runs` of a period, so the runs sample the phase of the
+/// periodic scrape and sync evenly.
+fn phase_offset(r: usize, runs: usize) -> Duration {
+    PERIOD.mul_f64(r as f64 / runs.max(1) as f64)
 }
 
 /// The busy container: idles while `/load/idle` exists, burns a CPU after.
@@ -540,6 +551,8 @@ struct HpaRun {
     reaction_s: f64,
     /// The replicas of the first scale-up.
     replicas: i32,
+    /// The extra wait before the load started (see [`phase_offset`]).
+    offset_s: f64,
     /// The HPA's view right before the load started.
     before: String,
 }
@@ -710,6 +723,11 @@ async fn measure(
             },
         )
         .await?;
+        // Every run would otherwise start its load at the same phase of the
+        // 15 s scrape and sync ticks (each run follows the last at fixed
+        // delays), so the runs spread the start evenly over one period.
+        let offset = phase_offset(r, opts.runs);
+        tokio::time::sleep(offset).await;
         let replicas = |d: &Deployment| d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
         let now = deployments.get(&name).await?;
         if replicas(&now) != 1 {
@@ -732,14 +750,16 @@ async fn measure(
         };
         let run = HpaRun {
             reaction_s: t0.elapsed().as_secs_f64(),
+            offset_s: offset.as_secs_f64(),
             replicas: scaled,
             before,
         };
         println!(
-            "  hpa run {}: 1 → {} replicas {:.1} s after the load started (before: {})",
+            "  hpa run {}: 1 → {} replicas {:.1} s after the load started (started {:.1} s after settling; before: {})",
             r + 1,
             run.replicas,
             run.reaction_s,
+            run.offset_s,
             run.before
         );
         fig.hpa.push(run);
@@ -802,7 +822,12 @@ fn report(opts: &Opts, fig: &Figures) {
         fig.pods_start_s
     );
     println!(
-        "  HPA reaction (15 s sync period, 15 s metric resolution): median {r_med:.1} s, min {r_min:.1} s, max {r_max:.1} s from load start to spec.replicas > 1 (first scale-ups: {:?})",
+        "  HPA reaction (15 s sync period, 15 s metric resolution): median {r_med:.1} s, min {r_min:.1} s, max {r_max:.1} s from load start to spec.replicas > 1 (per run, seconds after settling → reaction: {}; first scale-ups: {:?})",
+        fig.hpa
+            .iter()
+            .map(|h| format!("+{:.1} → {:.1}", h.offset_s, h.reaction_s))
+            .collect::<Vec<_>>()
+            .join(", "),
         fig.hpa.iter().map(|h| h.replicas).collect::<Vec<_>>()
     );
     println!(
@@ -1045,6 +1070,18 @@ mod tests {
         };
         // 0.01 CPU-s/s over 2 s is 0.02 s, 0.0001 s per scrape of 200.
         assert!((r.net_cpu_per_scrape(200) - 0.0019).abs() < 1e-12);
+    }
+
+    #[test]
+    fn load_starts_spread_over_one_period() {
+        let got: Vec<Duration> = (0..3).map(|r| phase_offset(r, 3)).collect();
+        assert_eq!(
+            got,
+            [0, 5, 10].map(Duration::from_secs).to_vec(),
+            "3 runs start 0, 5 and 10 s after settling"
+        );
+        assert_eq!(phase_offset(0, 1), Duration::ZERO);
+        assert_eq!(phase_offset(1, 2), Duration::from_millis(7500));
     }
 
     #[test]
