@@ -113,7 +113,15 @@ pub fn plan(pv: &PersistentVolume, node: &str) -> Cleanup {
         .iter()
         .flatten()
         .any(|f| f == CLEANUP_FINALIZER);
-    if !ours || pv.metadata.deletion_timestamp.is_none() || !pinned_to(pv, node) {
+    // While pv-protection is on, a claim is still bound to the volume (a pod
+    // may be using it): the data stays until the protection controller lets go.
+    let protected = pv
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == "kubernetes.io/pv-protection");
+    if !ours || pv.metadata.deletion_timestamp.is_none() || protected || !pinned_to(pv, node) {
         return Cleanup::Nothing;
     }
     let policy = pv
@@ -290,7 +298,7 @@ mod tests {
 
     fn pv(patch: Value) -> PersistentVolume {
         let mut v = json!({
-            "metadata": {"name": format!("pvc-{UID}"), "finalizers": ["kubernetes.io/pv-protection", CLEANUP_FINALIZER],
+            "metadata": {"name": format!("pvc-{UID}"), "finalizers": [CLEANUP_FINALIZER],
                          "deletionTimestamp": "2026-11-28T10:00:00Z"},
             "spec": {"persistentVolumeReclaimPolicy": "Delete", "storageClassName": "local-path",
                      "hostPath": {"path": format!("/var/lib/skiff/storage/pvc-{UID}_default_data-db-0"), "type": "DirectoryOrCreate"},
@@ -329,6 +337,12 @@ mod tests {
                 Cleanup::RemoveDir(dir.clone()),
             ),
             ("another node's volume", json!({}), "n2", Cleanup::Nothing),
+            (
+                "a claim still bound (pv-protection on)",
+                json!({"metadata": {"finalizers": ["kubernetes.io/pv-protection", CLEANUP_FINALIZER]}}),
+                "n1",
+                Cleanup::Nothing,
+            ),
             (
                 "not being deleted",
                 json!({"metadata": {"deletionTimestamp": null}}),
@@ -407,8 +421,8 @@ mod tests {
         assert_eq!(
             finalizer_patch(&pv(json!({}))).unwrap(),
             json!([
-                {"op": "test", "path": "/metadata/finalizers/1", "value": CLEANUP_FINALIZER},
-                {"op": "remove", "path": "/metadata/finalizers/1"},
+                {"op": "test", "path": "/metadata/finalizers/0", "value": CLEANUP_FINALIZER},
+                {"op": "remove", "path": "/metadata/finalizers/0"},
             ])
         );
         assert!(finalizer_patch(&pv(json!({"metadata": {"finalizers": []}}))).is_none());

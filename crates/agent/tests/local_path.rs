@@ -82,6 +82,28 @@ async fn deleted_local_path_volumes_of_this_node_lose_their_directories() {
     for name in ["pvc-1111", "pvc-2222", "pvc-3333", "pvc-4444"] {
         pvs.delete(name, &DeleteParams::default()).await.unwrap();
     }
+    // New volumes carry pv-protection (admission): while it is on, a claim may
+    // still be bound and the data stays.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(deleted.exists(), "a protected volume keeps its directory");
+    // The pv-protection controller lets go once no claim is bound.
+    for name in ["pvc-1111", "pvc-2222", "pvc-3333", "pvc-4444"] {
+        let pv = pvs.get(name).await.unwrap();
+        let keep: Vec<String> = pv
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|f| f != "kubernetes.io/pv-protection")
+            .collect();
+        pvs.patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"metadata": {"finalizers": keep}})),
+        )
+        .await
+        .unwrap();
+    }
     eventually("pvc-1111 gone", async || {
         pvs.get_opt("pvc-1111").await.unwrap().is_none()
     })

@@ -565,6 +565,9 @@ struct ServerArgs {
     /// More host names or addresses for the API server's certificate.
     #[arg(long, value_delimiter = ',')]
     tls_san: Vec<String>,
+    /// Where the built-in local-path provisioner puts volumes on each node.
+    #[arg(long, default_value = "/var/lib/skiff/storage")]
+    default_local_storage_path: PathBuf,
     /// How often nodes' resource usage is scraped for metrics.k8s.io (`kubectl top`, the HPA).
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     metric_resolution: std::time::Duration,
@@ -827,6 +830,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         node_monitor_period: args.node_monitor_period,
         node_monitor_grace_period: args.node_monitor_grace_period,
         cluster_cidr: parse_cidr(&args.cluster_cidr, "cluster-cidr")?,
+        storage_node_path: args.default_local_storage_path.clone(),
         hpa_sync_period: args.horizontal_pod_autoscaler_sync_period,
         hpa_tolerance: args.horizontal_pod_autoscaler_tolerance,
         hpa_cpu_initialization_period: args.horizontal_pod_autoscaler_cpu_initialization_period,
