@@ -2083,7 +2083,26 @@ fn validate_stateful_set(obj: &Value) -> Errs {
         }
         errs.extend(validate_pvc_spec(sub(t, "spec"), &ch(&p, "spec")));
     }
-    errs.extend(validate_workload_selector_and_template(spec, "statefulset"));
+    // Containers may mount the claims the templates make: validate the pod
+    // template with them as volumes (the union Kubernetes means to check).
+    let mut with_claims = spec.clone();
+    if let Some(vols) = with_claims
+        .pointer_mut("/template/spec")
+        .and_then(Value::as_object_mut)
+        .map(|s| s.entry("volumes").or_insert_with(|| json!([])))
+        .and_then(Value::as_array_mut)
+    {
+        for t in garr(spec, "volumeClaimTemplates") {
+            let name = gss(sub(t, "metadata"), "name");
+            if !name.is_empty() && !vols.iter().any(|v| gss(v, "name") == name) {
+                vols.push(json!({"name": name, "persistentVolumeClaim": {"claimName": name}}));
+            }
+        }
+    }
+    errs.extend(validate_workload_selector_and_template(
+        &with_claims,
+        "statefulset",
+    ));
     errs
 }
 
@@ -3843,7 +3862,8 @@ mod tests {
                         "selector": {"matchLabels": {"app": "db"}},
                         "template": {"metadata": {"labels": {"app": "db"}},
                                      "spec": {"containers": [{"name": "db", "image": "postgres",
-                                              "imagePullPolicy": "Always", "terminationMessagePolicy": "File"}],
+                                              "imagePullPolicy": "Always", "terminationMessagePolicy": "File",
+                                              "volumeMounts": [{"name": "data", "mountPath": "/var/lib/db"}]}],
                                               "restartPolicy": "Always", "dnsPolicy": "ClusterFirst"}},
                         "volumeClaimTemplates": [{"metadata": {"name": "data"},
                             "spec": {"accessModes": ["ReadWriteOnce"],

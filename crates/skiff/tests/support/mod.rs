@@ -466,6 +466,23 @@ impl Server {
             .expect("kubectl runs")
     }
 
+    /// Imports an image archive into the server's node (agents: their own data dir).
+    pub fn import_image(&self, archive: &Path) {
+        let st = Command::new(skiff_bin())
+            .args(["image", "import"])
+            .arg(archive)
+            .arg("--data-dir")
+            .arg(self.data())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "skiff image import {} failed",
+            archive.display()
+        );
+    }
+
     /// Runs kubectl with `input` on its stdin.
     pub fn kubectl_input(&self, args: &[&str], input: &[u8]) -> Output {
         use std::io::Write;
