@@ -24,6 +24,12 @@ async fn cluster(log: Log) -> Cluster {
             shutdown.clone(),
         ));
         tokio::spawn(skiff_controllers::gc::run(client.clone(), shutdown.clone()));
+        // Claims carry pvc-protection (admission); its controller lets deleted ones go.
+        tokio::spawn(skiff_controllers::storage::run(
+            client.clone(),
+            skiff_controllers::Config::default(),
+            shutdown.clone(),
+        ));
         tokio::spawn(kubelet(client.clone(), log));
     })
     .await
