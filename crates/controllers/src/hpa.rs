@@ -271,6 +271,16 @@ pub struct History {
 }
 
 impl History {
+    /// Records the recommendation `replicas` made at `now`, in the slot of an
+    /// outdated one (`old`) when there is one.
+    fn store_recommendation(&mut self, old: Option<usize>, replicas: i32, now: Timestamp) {
+        let rec = Recommendation { replicas, at: now };
+        match old {
+            Some(i) => self.recommendations[i] = rec,
+            None => self.recommendations.push(rec),
+        }
+    }
+
     /// Records a rescale from `prev` to `new` (only for HPAs with a
     /// `behavior`, the only ones whose policies read it), reusing an outdated slot.
     pub fn store_scale_event(
@@ -1243,47 +1253,10 @@ fn normalize(
             stabilized = r.replicas;
         }
     }
-    let rec = Recommendation {
-        replicas: proposal,
-        at: now,
-    };
-    match old {
-        Some(i) => h.recommendations[i] = rec,
-        None => h.recommendations.push(rec),
-    }
-    if stabilized != proposal {
-        set_condition(
-            conds,
-            "AbleToScale",
-            true,
-            "ScaleDownStabilized",
-            "recent recommendations were higher than current one, applying the highest recent recommendation",
-            now,
-        );
-    } else {
-        set_condition(
-            conds,
-            "AbleToScale",
-            true,
-            "ReadyForNewScale",
-            "recommended size matches current size",
-            now,
-        );
-    }
-    let up_limit = (2 * current).max(4);
-    let (allowed_max, mut reason, mut msg) = if max > up_limit {
-        (
-            up_limit,
-            "ScaleUpLimit",
-            "the desired replica count is increasing faster than the maximum scale rate",
-        )
-    } else {
-        (
-            max,
-            "TooManyReplicas",
-            "the desired replica count is more than the maximum replica count",
-        )
-    };
+    h.store_recommendation(old, proposal, now);
+    let held = (stabilized != proposal).then_some(Held::Down);
+    set_able_to_scale(conds, held, now);
+    let (allowed_max, mut reason, mut msg) = upper_bound(max, (2 * current).max(4));
     let desired = if stabilized < min {
         reason = "TooFewReplicas";
         msg = "the desired replica count is less than the minimum replica count";
@@ -1304,6 +1277,54 @@ fn normalize(
         now,
     );
     desired
+}
+
+/// Which stabilisation window held a recommendation back.
+#[derive(Debug, Clone, Copy)]
+enum Held {
+    /// The scale-up window (a lower recent recommendation).
+    Up,
+    /// The scale-down window (a higher recent recommendation).
+    Down,
+}
+
+/// Sets `AbleToScale` after stabilisation: which window, if any, held the
+/// recommendation back.
+fn set_able_to_scale(
+    conds: &mut Vec<HorizontalPodAutoscalerCondition>,
+    held: Option<Held>,
+    now: Timestamp,
+) {
+    let (reason, msg) = match held {
+        Some(Held::Up) => (
+            "ScaleUpStabilized",
+            "recent recommendations were lower than current one, applying the lowest recent recommendation",
+        ),
+        Some(Held::Down) => (
+            "ScaleDownStabilized",
+            "recent recommendations were higher than current one, applying the highest recent recommendation",
+        ),
+        None => ("ReadyForNewScale", "recommended size matches current size"),
+    };
+    set_condition(conds, "AbleToScale", true, reason, msg, now);
+}
+
+/// The most replicas allowed going up, with the `ScalingLimited` reason and
+/// message that name the bound: the scale-up `limit` when below `max`, else `max`.
+fn upper_bound(max: i32, limit: i32) -> (i32, &'static str, &'static str) {
+    if max > limit {
+        (
+            limit,
+            "ScaleUpLimit",
+            "the desired replica count is increasing faster than the maximum scale rate",
+        )
+    } else {
+        (
+            max,
+            "TooManyReplicas",
+            "the desired replica count is more than the maximum replica count",
+        )
+    }
 }
 
 /// With `behavior`: stabilisation windows up and down, then the policies.
@@ -1334,44 +1355,13 @@ fn normalize_with_behavior(
         }
     }
     let stabilized = current.max(up).min(down);
-    let rec = Recommendation {
-        replicas: proposal,
-        at: now,
-    };
-    match old {
-        Some(i) => h.recommendations[i] = rec,
-        None => h.recommendations.push(rec),
-    }
-    if stabilized != proposal {
-        if proposal >= current {
-            set_condition(
-                conds,
-                "AbleToScale",
-                true,
-                "ScaleUpStabilized",
-                "recent recommendations were lower than current one, applying the lowest recent recommendation",
-                now,
-            );
-        } else {
-            set_condition(
-                conds,
-                "AbleToScale",
-                true,
-                "ScaleDownStabilized",
-                "recent recommendations were higher than current one, applying the highest recent recommendation",
-                now,
-            );
-        }
+    h.store_recommendation(old, proposal, now);
+    let held = (stabilized != proposal).then_some(if proposal >= current {
+        Held::Up
     } else {
-        set_condition(
-            conds,
-            "AbleToScale",
-            true,
-            "ReadyForNewScale",
-            "recommended size matches current size",
-            now,
-        );
-    }
+        Held::Down
+    });
+    set_able_to_scale(conds, held, now);
     let mut out = (
         stabilized,
         "DesiredWithinRange",
@@ -1379,19 +1369,7 @@ fn normalize_with_behavior(
     );
     if stabilized > current {
         let limit = scale_up_limit(current, h, &b.up, now).max(current);
-        let (allowed, reason, msg) = if max > limit {
-            (
-                limit,
-                "ScaleUpLimit",
-                "the desired replica count is increasing faster than the maximum scale rate",
-            )
-        } else {
-            (
-                max,
-                "TooManyReplicas",
-                "the desired replica count is more than the maximum replica count",
-            )
-        };
+        let (allowed, reason, msg) = upper_bound(max, limit);
         if stabilized > allowed {
             out = (allowed, reason, msg);
         }

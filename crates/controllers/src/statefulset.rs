@@ -83,6 +83,7 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
@@ -949,9 +950,9 @@ pub async fn run(client: kube::Client, shutdown: watch::Receiver<bool>) {
     run_with_pods(client.clone(), crate::informer::own_pods(client), shutdown).await
 }
 
-fn owner_uid(p: &Pod) -> Option<&str> {
-    p.metadata
-        .owner_references
+/// The UID of the StatefulSet that controls a pod or revision, if one does.
+fn owner_uid(m: &ObjectMeta) -> Option<&str> {
+    m.owner_references
         .as_ref()?
         .iter()
         .find(|o| o.controller == Some(true) && o.kind == "StatefulSet")
@@ -960,16 +961,8 @@ fn owner_uid(p: &Pod) -> Option<&str> {
 
 /// Whether the controller keeps a pod: a StatefulSet's, or one without a controller.
 fn relevant(p: &Pod) -> bool {
-    owner_uid(p).is_some() || controller_uid(p.metadata.owner_references.as_deref()).is_none()
-}
-
-fn rev_owner_uid(r: &ControllerRevision) -> Option<&str> {
-    r.metadata
-        .owner_references
-        .as_ref()?
-        .iter()
-        .find(|o| o.controller == Some(true) && o.kind == "StatefulSet")
-        .map(|o| o.uid.as_str())
+    owner_uid(&p.metadata).is_some()
+        || controller_uid(p.metadata.owner_references.as_deref()).is_none()
 }
 
 /// Runs the controller on a shared pod stream ([`crate::informer`]) until `shutdown` turns true.
@@ -1018,20 +1011,19 @@ pub async fn run_with_pods(
                     all = matches!(ev, watcher::Event::InitDone);
                     sets.apply(ev);
                 }
-                Some(Err(e)) => { tracing::warn!("statefulset controller: watch: {e}"); tokio::time::sleep(Duration::from_millis(500)).await; }
+                Some(Err(e)) => watch_failed("watch", &e).await,
                 None => return,
             },
             ev = pod_stream.next() => match ev {
                 Some(Ok(ev)) => {
                     if let watcher::Event::Apply(p) | watcher::Event::Delete(p) = &ev
-                        && let Some(owner) = owner_uid(p)
+                        && let Some(owner) = owner_uid(&p.metadata)
                         && let Some(k) = set_of_uid(&sets, owner) {
                         dirty.insert(k);
                     }
                     if let watcher::Event::Apply(p) | watcher::Event::Delete(p) = &ev
                         && controller_uid(p.metadata.owner_references.as_deref()).is_none() {
-                        let ns = p.metadata.namespace.as_deref();
-                        dirty.extend(sets.items.iter().filter(|(_, s)| s.metadata.namespace.as_deref() == ns).map(|(k, _)| k.clone()));
+                        dirty.extend(sets_in(&sets, p.metadata.namespace.as_deref(), |_| true));
                     }
                     // Pods of StatefulSets and orphans are kept; the rest never cost a scan.
                     match ev {
@@ -1042,34 +1034,32 @@ pub async fn run_with_pods(
                         ev => { all |= matches!(ev, watcher::Event::InitDone); pods.apply(ev); }
                     }
                 }
-                Some(Err(e)) => { tracing::warn!("statefulset controller: pod watch: {e}"); tokio::time::sleep(Duration::from_millis(500)).await; }
+                Some(Err(e)) => watch_failed("pod watch", &e).await,
                 None => return,
             },
             ev = claim_stream.next() => match ev {
                 Some(Ok(ev)) => {
                     if let watcher::Event::Apply(c) | watcher::Event::Delete(c) = &ev {
-                        let ns = c.metadata.namespace.as_deref();
-                        dirty.extend(sets.items.iter().filter(|(_, s)| s.metadata.namespace.as_deref() == ns
-                            && s.spec.as_ref().is_some_and(|s| s.volume_claim_templates.as_ref().is_some_and(|v| !v.is_empty())))
-                            .map(|(k, _)| k.clone()));
+                        dirty.extend(sets_in(&sets, c.metadata.namespace.as_deref(), |s| {
+                            s.spec.as_ref().is_some_and(|s| s.volume_claim_templates.as_ref().is_some_and(|v| !v.is_empty()))
+                        }));
                     }
                     all |= matches!(ev, watcher::Event::InitDone);
                     claims.apply(ev);
                 }
-                Some(Err(e)) => { tracing::warn!("statefulset controller: claim watch: {e}"); tokio::time::sleep(Duration::from_millis(500)).await; }
+                Some(Err(e)) => watch_failed("claim watch", &e).await,
                 None => return,
             },
             ev = rev_stream.next() => match ev {
                 Some(Ok(ev)) => {
                     if let watcher::Event::Apply(r) | watcher::Event::Delete(r) = &ev
                         && controller_uid(r.metadata.owner_references.as_deref()).is_none() {
-                        let ns = r.metadata.namespace.as_deref();
-                        dirty.extend(sets.items.iter().filter(|(_, s)| s.metadata.namespace.as_deref() == ns).map(|(k, _)| k.clone()));
+                        dirty.extend(sets_in(&sets, r.metadata.namespace.as_deref(), |_| true));
                     }
                     all |= matches!(ev, watcher::Event::InitDone);
                     revs.apply(ev);
                 }
-                Some(Err(e)) => { tracing::warn!("statefulset controller: revision watch: {e}"); tokio::time::sleep(Duration::from_millis(500)).await; }
+                Some(Err(e)) => watch_failed("revision watch", &e).await,
                 None => return,
             },
             _ = resync.tick() => {
@@ -1095,6 +1085,25 @@ pub async fn run_with_pods(
             }
         }
     }
+}
+
+/// The keys of the sets in namespace `ns` for which `pick` holds.
+fn sets_in(
+    sets: &Cache<StatefulSet>,
+    ns: Option<&str>,
+    pick: impl Fn(&StatefulSet) -> bool,
+) -> Vec<String> {
+    sets.items
+        .iter()
+        .filter(|(_, s)| s.metadata.namespace.as_deref() == ns && pick(s))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// Logs a failed watch (`what`) and pauses before it is polled again.
+async fn watch_failed(what: &str, e: &watcher::Error) {
+    tracing::warn!("statefulset controller: {what}: {e}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
 }
 
 fn error_message(e: &kube::Error) -> String {
@@ -1133,7 +1142,7 @@ async fn sync(
         .filter(|r| r.metadata.namespace.as_deref() == Some(ns.as_str()))
         .filter(|r| {
             let c = controller_uid(r.metadata.owner_references.as_deref());
-            c.is_none() || (rev_owner_uid(r).is_some() && c == uid)
+            c.is_none() || (owner_uid(&r.metadata).is_some() && c == uid)
         })
         .collect();
     let plan = plan(sts, &mine, &ns_claims, &my_revs, Timestamp::now());
@@ -1223,25 +1232,10 @@ async fn sync(
                 match pod_api.create(&PostParams::default(), &pod).await {
                     Ok(p) => {
                         pods.put(p);
-                        let msg = format!("create Pod {pname} in StatefulSet {name} successful");
-                        record(
-                            client,
-                            COMPONENT,
-                            &about,
-                            "Normal",
-                            "SuccessfulCreate",
-                            &msg,
-                        )
-                        .await;
+                        record_pod_event(client, &about, "Create", &pname, None).await;
                     }
                     Err(kube::Error::Api(s)) if s.code == 409 => {}
-                    Err(e) => {
-                        let msg = format!(
-                            "create Pod {pname} in StatefulSet {name} failed error: {}",
-                            error_message(&e)
-                        );
-                        record(client, COMPONENT, &about, "Warning", "FailedCreate", &msg).await;
-                    }
+                    Err(e) => record_pod_event(client, &about, "Create", &pname, Some(&e)).await,
                 }
             }
             Action::DeletePod(pname) => match pod_api.delete(pname, &DeleteParams::default()).await
@@ -1259,25 +1253,10 @@ async fn sync(
                             pods.items.remove(&format!("{ns}/{pname}"));
                         }
                     }
-                    let msg = format!("delete Pod {pname} in StatefulSet {name} successful");
-                    record(
-                        client,
-                        COMPONENT,
-                        &about,
-                        "Normal",
-                        "SuccessfulDelete",
-                        &msg,
-                    )
-                    .await;
+                    record_pod_event(client, &about, "Delete", pname, None).await;
                 }
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => {
-                    let msg = format!(
-                        "delete Pod {pname} in StatefulSet {name} failed error: {}",
-                        error_message(&e)
-                    );
-                    record(client, COMPONENT, &about, "Warning", "FailedDelete", &msg).await;
-                }
+                Err(e) => record_pod_event(client, &about, "Delete", pname, Some(&e)).await,
             },
             Action::SetClaimOwners { claim, owners } => {
                 match claim_api
@@ -1303,84 +1282,19 @@ async fn sync(
                 {
                     Ok(p) => {
                         pods.put(p);
-                        let msg = format!("update Pod {pname} in StatefulSet {name} successful");
-                        record(
-                            client,
-                            COMPONENT,
-                            &about,
-                            "Normal",
-                            "SuccessfulUpdate",
-                            &msg,
-                        )
-                        .await;
+                        record_pod_event(client, &about, "Update", pname, None).await;
                     }
-                    Err(e) => {
-                        let msg = format!(
-                            "update Pod {pname} in StatefulSet {name} failed error: {}",
-                            error_message(&e)
-                        );
-                        record(client, COMPONENT, &about, "Warning", "FailedUpdate", &msg).await;
-                    }
+                    Err(e) => record_pod_event(client, &about, "Update", pname, Some(&e)).await,
                 }
             }
             Action::AdoptPod {
                 name: pname,
                 uid: puid,
-            } => {
-                let Some(p) = pods.get(&format!("{ns}/{pname}")) else {
-                    continue;
-                };
-                let mut refs: Vec<Value> = p
-                    .metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
-                    .collect();
-                refs.push(owner_ref(
-                    "apps/v1",
-                    "StatefulSet",
-                    &name,
-                    uid.unwrap_or(""),
-                ));
-                let body = json!({"metadata": {"uid": puid, "ownerReferences": refs}});
-                match pod_api
-                    .patch(pname, &PatchParams::default(), &Patch::Merge(&body))
-                    .await
-                {
-                    Ok(p) => pods.put(p),
-                    Err(e) => tracing::debug!("statefulset {ns}/{name}: adopt {pname}: {e}"),
-                }
-            }
+            } => adopt(&pod_api, pods, &about, pname, puid).await,
             Action::AdoptRevision {
                 name: rname,
                 uid: ruid,
-            } => {
-                let Some(r) = revs.get(&format!("{ns}/{rname}")) else {
-                    continue;
-                };
-                let mut refs: Vec<Value> = r
-                    .metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
-                    .collect();
-                refs.push(owner_ref(
-                    "apps/v1",
-                    "StatefulSet",
-                    &name,
-                    uid.unwrap_or(""),
-                ));
-                let body = json!({"metadata": {"uid": ruid, "ownerReferences": refs}});
-                match rev_api
-                    .patch(rname, &PatchParams::default(), &Patch::Merge(&body))
-                    .await
-                {
-                    Ok(r) => revs.put(r),
-                    Err(e) => tracing::debug!("statefulset {ns}/{name}: adopt {rname}: {e}"),
-                }
-            }
+            } => adopt(&rev_api, revs, &about, rname, ruid).await,
             Action::DeleteRevision(rname) => {
                 if rev_api
                     .delete(rname, &DeleteParams::default())
@@ -1419,6 +1333,68 @@ async fn sync(
             tracing::debug!("statefulset {ns}/{name}: status: {e}");
             None
         }
+    }
+}
+
+/// Records the outcome of a write (`verb`: Create, Delete or Update) to pod
+/// `pod` of the set `about`, as Kubernetes' `recordPodEvent` words it.
+async fn record_pod_event(
+    client: &kube::Client,
+    about: &Involved<'_>,
+    verb: &str,
+    pod: &str,
+    failed: Option<&kube::Error>,
+) {
+    let (set, lower) = (about.name, verb.to_lowercase());
+    let (type_, reason, msg) = match failed {
+        None => (
+            "Normal",
+            format!("Successful{verb}"),
+            format!("{lower} Pod {pod} in StatefulSet {set} successful"),
+        ),
+        Some(e) => (
+            "Warning",
+            format!("Failed{verb}"),
+            format!(
+                "{lower} Pod {pod} in StatefulSet {set} failed error: {}",
+                error_message(e)
+            ),
+        ),
+    };
+    record(client, COMPONENT, about, type_, &reason, &msg).await;
+}
+
+/// Adopts an orphan (pod or revision) named `name` in the set's namespace:
+/// its owner references plus the set `about` as controller, patched with the
+/// orphan's `uid` as a precondition. One not in `cache` is left alone.
+async fn adopt<K>(api: &Api<K>, cache: &mut Cache<K>, about: &Involved<'_>, name: &str, uid: &str)
+where
+    K: kube::Resource + k8s_openapi::Metadata<Ty = ObjectMeta>,
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let (ns, set) = (about.namespace, about.name);
+    let Some(o) = cache.get(&format!("{ns}/{name}")) else {
+        return;
+    };
+    let mut refs: Vec<Value> = kube::Resource::meta(o)
+        .owner_references
+        .iter()
+        .flatten()
+        .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+        .collect();
+    refs.push(owner_ref(
+        about.api_version,
+        about.kind,
+        set,
+        about.uid.unwrap_or(""),
+    ));
+    let body = json!({"metadata": {"uid": uid, "ownerReferences": refs}});
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&body))
+        .await
+    {
+        Ok(o) => cache.put(o),
+        Err(e) => tracing::debug!("statefulset {ns}/{set}: adopt {name}: {e}"),
     }
 }
 

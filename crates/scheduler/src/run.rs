@@ -14,14 +14,17 @@ use crate::volume_binding::{
     ANN_SELECTED_NODE, ClaimWait, PreBind, Volumes, check_bound_volume, claim_bound, claim_wait,
 };
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 use std::collections::HashSet;
+use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
@@ -43,6 +46,19 @@ struct EventSpec<'a> {
     action: Option<&'a str>,
     message: &'a str,
     related: Option<&'a Pod>,
+}
+
+impl<'a> EventSpec<'a> {
+    /// The Warning `FailedScheduling` a pod gets when it could not be placed or bound.
+    fn failed_scheduling(message: &'a str) -> Self {
+        EventSpec {
+            type_: "Warning",
+            reason: "FailedScheduling",
+            action: Some("Scheduling"),
+            message,
+            related: None,
+        }
+    }
 }
 
 fn object_ref(pod: &Pod) -> serde_json::Value {
@@ -258,14 +274,7 @@ impl Io {
                         tracing::debug!("binding volumes of {k}: {e}");
                         let _ = tx.send((k, false));
                         let message = format!("running PreBind plugin \"VolumeBinding\": {e}");
-                        let e = EventSpec {
-                            type_: "Warning",
-                            reason: "FailedScheduling",
-                            action: Some("Scheduling"),
-                            message: &message,
-                            related: None,
-                        };
-                        record(&c, &pod, e).await;
+                        record(&c, &pod, EventSpec::failed_scheduling(&message)).await;
                         return;
                     }
                     let permit = bindings.acquire_owned().await;
@@ -299,14 +308,7 @@ impl Io {
                 tokio::spawn(async move {
                     let _permit = events.acquire_owned().await;
                     mark_unschedulable(&c, &pod, &message, None).await;
-                    let e = EventSpec {
-                        type_: "Warning",
-                        reason: "FailedScheduling",
-                        action: Some("Scheduling"),
-                        message: &message,
-                        related: None,
-                    };
-                    record(&c, &pod, e).await;
+                    record(&c, &pod, EventSpec::failed_scheduling(&message)).await;
                 });
             }
             Action::Preempt {
@@ -319,14 +321,7 @@ impl Io {
                 let c = self.client.clone();
                 tokio::spawn(async move {
                     mark_unschedulable(&c, &pod, &message, Some(&node)).await;
-                    let e = EventSpec {
-                        type_: "Warning",
-                        reason: "FailedScheduling",
-                        action: Some("Scheduling"),
-                        message: &message,
-                        related: None,
-                    };
-                    record(&c, &pod, e).await;
+                    record(&c, &pod, EventSpec::failed_scheduling(&message)).await;
                     let evictions = victims.iter().map(|v| evict(&c, &pod, v, &node));
                     futures::future::join_all(evictions).await;
                     for p in &clear_nominated {
@@ -500,32 +495,29 @@ fn storage_event<T>(
     }
 }
 
+/// A watch of every object of kind `K`.
+fn watch_all<K>(client: &kube::Client) -> BoxStream<'static, watcher::Result<watcher::Event<K>>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    watcher(Api::<K>::all(client.clone()), watcher::Config::default()).boxed()
+}
+
+/// Logs a failed watch of `kind` (at debug: it is retried) and pauses
+/// before the stream is polled again.
+async fn watch_failed(kind: &str, e: &watcher::Error) {
+    tracing::debug!("scheduler {kind} watch: {e}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
 /// Runs the scheduler with `opts` until `shutdown` turns true.
 pub async fn run_with(client: kube::Client, mut shutdown: watch::Receiver<bool>, opts: Options) {
-    let mut pods_stream =
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).boxed();
-    let mut nodes_stream =
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).boxed();
-    let mut pdb_stream = watcher(
-        Api::<PodDisruptionBudget>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .boxed();
-    let mut claims_stream = watcher(
-        Api::<PersistentVolumeClaim>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .boxed();
-    let mut pvs_stream = watcher(
-        Api::<PersistentVolume>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .boxed();
-    let mut classes_stream = watcher(
-        Api::<StorageClass>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .boxed();
+    let mut pods_stream = watch_all::<Pod>(&client);
+    let mut nodes_stream = watch_all::<Node>(&client);
+    let mut pdb_stream = watch_all::<PodDisruptionBudget>(&client);
+    let mut claims_stream = watch_all::<PersistentVolumeClaim>(&client);
+    let mut pvs_stream = watch_all::<PersistentVolume>(&client);
+    let mut classes_stream = watch_all::<StorageClass>(&client);
     let (mut claims_relist, mut pvs_relist, mut classes_relist) = (None, None, None);
     let mut pdbs = Budgets::default();
     let mut sched = Scheduler::new();
@@ -604,37 +596,25 @@ pub async fn run_with(client: kube::Client, mut shutdown: watch::Receiver<bool>,
                         sched.on_budgets(pdbs.values().map(crate::preemption::Budget::of).collect());
                     }
                 }
-                Some(Err(e)) => {
-                    tracing::debug!("scheduler PodDisruptionBudget watch: {e}");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
+                Some(Err(e)) => watch_failed("PodDisruptionBudget", &e).await,
                 None => return,
             },
             ev = claims_stream.next() => match ev {
                 Some(Ok(ev)) => storage_event(&mut sched, &mut claims_relist, ev,
                     Volumes::put_claim, Volumes::remove_claim, |v| v.claims.clear()),
-                Some(Err(e)) => {
-                    tracing::debug!("scheduler PersistentVolumeClaim watch: {e}");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
+                Some(Err(e)) => watch_failed("PersistentVolumeClaim", &e).await,
                 None => return,
             },
             ev = pvs_stream.next() => match ev {
                 Some(Ok(ev)) => storage_event(&mut sched, &mut pvs_relist, ev,
                     Volumes::put_volume, Volumes::remove_volume, |v| v.volumes.clear()),
-                Some(Err(e)) => {
-                    tracing::debug!("scheduler PersistentVolume watch: {e}");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
+                Some(Err(e)) => watch_failed("PersistentVolume", &e).await,
                 None => return,
             },
             ev = classes_stream.next() => match ev {
                 Some(Ok(ev)) => storage_event(&mut sched, &mut classes_relist, ev,
                     Volumes::put_class, Volumes::remove_class, |v| v.classes.clear()),
-                Some(Err(e)) => {
-                    tracing::debug!("scheduler StorageClass watch: {e}");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
+                Some(Err(e)) => watch_failed("StorageClass", &e).await,
                 None => return,
             },
             Some((k, ok)) = bound_rx.recv() => sched.on_bound(&k, ok, Timestamp::now()),

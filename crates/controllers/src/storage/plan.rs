@@ -128,26 +128,28 @@ fn nanos(q: Option<&Quantity>) -> i128 {
         .map_or(0, |q| q.nanos)
 }
 
-/// The claim's class: `spec.storageClassName`, else the beta annotation, else "".
-pub fn claim_class(c: &PersistentVolumeClaim) -> &str {
-    if let Some(a) = ann(&c.metadata, ANN_BETA_STORAGE_CLASS) {
-        return a;
-    }
-    c.spec
-        .as_ref()
-        .and_then(|s| s.storage_class_name.as_deref())
-        .unwrap_or("")
+/// A claim's or volume's class: the beta annotation, else `spec.storageClassName`
+/// (`spec_class`), else "".
+fn class_of<'a>(m: &'a ObjectMeta, spec_class: Option<&'a str>) -> &'a str {
+    ann(m, ANN_BETA_STORAGE_CLASS).or(spec_class).unwrap_or("")
 }
 
-/// The volume's class: `spec.storageClassName`, else the beta annotation, else "".
-pub fn volume_class(v: &PersistentVolume) -> &str {
-    if let Some(a) = ann(&v.metadata, ANN_BETA_STORAGE_CLASS) {
-        return a;
-    }
-    v.spec
+/// The claim's class: the beta annotation, else `spec.storageClassName`, else "".
+pub fn claim_class(c: &PersistentVolumeClaim) -> &str {
+    let spec_class = c
+        .spec
         .as_ref()
-        .and_then(|s| s.storage_class_name.as_deref())
-        .unwrap_or("")
+        .and_then(|s| s.storage_class_name.as_deref());
+    class_of(&c.metadata, spec_class)
+}
+
+/// The volume's class: the beta annotation, else `spec.storageClassName`, else "".
+pub fn volume_class(v: &PersistentVolume) -> &str {
+    let spec_class = v
+        .spec
+        .as_ref()
+        .and_then(|s| s.storage_class_name.as_deref());
+    class_of(&v.metadata, spec_class)
 }
 
 fn claim_request(c: &PersistentVolumeClaim) -> i128 {
@@ -169,20 +171,17 @@ fn volume_capacity(v: &PersistentVolume) -> i128 {
     )
 }
 
+/// Access modes as a set (none when unset).
+fn mode_set(modes: Option<&[String]>) -> BTreeSet<&str> {
+    modes.into_iter().flatten().map(String::as_str).collect()
+}
+
 fn claim_modes(c: &PersistentVolumeClaim) -> BTreeSet<&str> {
-    c.spec
-        .as_ref()
-        .and_then(|s| s.access_modes.as_ref())
-        .map(|v| v.iter().map(String::as_str).collect())
-        .unwrap_or_default()
+    mode_set(c.spec.as_ref().and_then(|s| s.access_modes.as_deref()))
 }
 
 fn volume_modes(v: &PersistentVolume) -> BTreeSet<&str> {
-    v.spec
-        .as_ref()
-        .and_then(|s| s.access_modes.as_ref())
-        .map(|v| v.iter().map(String::as_str).collect())
-        .unwrap_or_default()
+    mode_set(v.spec.as_ref().and_then(|s| s.access_modes.as_deref()))
 }
 
 fn claim_volume_mode(c: &PersistentVolumeClaim) -> &str {
