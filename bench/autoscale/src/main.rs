@@ -39,9 +39,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use skiff_bench_common::{
-    Proc, Signals, TempDir, check_built, check_repo_root, cpu_s, exe_dir, flags, force_cleanup,
-    free_port, kubectl, median, ms, node_ready, percentile, poll_until, positive,
-    private_skiff_with_busybox, start_server, unknown,
+    Proc, Signals, TempDir, block_on_with_signals, check_built, check_repo_root, cpu_s, exe_dir,
+    flags, force_cleanup, free_port, kubectl, median, ms, node_ready, percentile, poll_until,
+    positive, private_skiff_with_busybox, start_server, unknown,
 };
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -753,7 +753,7 @@ async fn cleanup(opts: &Opts, kubeconfig: &Path, client: &kube::Client, cluster:
     cluster.server.stop(Duration::from_secs(30));
 }
 
-async fn run(opts: Opts, signals: &mut Signals) -> Result<()> {
+async fn run(opts: Opts, mut signals: Signals) -> Result<()> {
     check_repo_root()?;
     check_built(&opts.skiff, "cargo build --release -p skiff")?;
     let dir = TempDir::new(env!("CARGO_PKG_NAME"))?;
@@ -763,27 +763,23 @@ async fn run(opts: Opts, signals: &mut Signals) -> Result<()> {
         let skiff = private_skiff_with_busybox(&opts.skiff, &dir.0, &dir.0.join("agent"))?;
         start_cluster(&opts, &skiff, &dir.0, kubelet_port).await
     };
-    let (mut cluster, client) = tokio::select! {
-        r = setup => r?,
-        e = signals.recv() => return Err(e),
-    };
+    let (mut cluster, client) = signals.unless_signalled(setup).await?;
     let mut fig = Figures::default();
     let limit = Duration::from_secs(opts.timeout_s);
-    let outcome = tokio::select! {
-        r = tokio::time::timeout(limit, measure(&opts, &client, &dir.0, &mut cluster, kubelet, &mut fig)) => {
-            r.map_err(|_| anyhow!("benchmark did not finish within {} s", limit.as_secs())).and_then(|r| r)
-        }
-        e = signals.recv() => Err(e),
-    };
+    let outcome = signals
+        .within(
+            limit,
+            measure(&opts, &client, &dir.0, &mut cluster, kubelet, &mut fig),
+        )
+        .await;
     if outcome.is_ok() {
         report(&opts, &fig);
     }
     println!("  cleaning up: deleting the workloads, stopping the agent and the server");
     let kubeconfig = dir.0.join("server/kubeconfig.yaml");
-    tokio::select! {
-        _ = cleanup(&opts, &kubeconfig, &client, &mut cluster) => {}
-        _ = signals.recv() => eprintln!("  cleanup interrupted: killing what is left"),
-    }
+    signals
+        .clean_up(cleanup(&opts, &kubeconfig, &client, &mut cluster))
+        .await;
     drop(cluster);
     force_cleanup(&dir.0.join("agent/agent/containers/runc"), &dir.0);
     outcome
@@ -792,17 +788,11 @@ async fn run(opts: Opts, signals: &mut Signals) -> Result<()> {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let opts = Opts::parse(&args, exe_dir().join("skiff"))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let mut signals = Signals::new()?;
-        println!(
-            "skiff-bench-autoscale: agent CPU per /metrics/resource scrape at 0 and {} pods, HPA load → scale-up time (server + separate agent, real runc; {} run(s))",
-            opts.pods, opts.runs
-        );
-        run(opts, &mut signals).await
-    })
+    println!(
+        "skiff-bench-autoscale: agent CPU per /metrics/resource scrape at 0 and {} pods, HPA load → scale-up time (server + separate agent, real runc; {} run(s))",
+        opts.pods, opts.runs
+    );
+    block_on_with_signals(|signals| run(opts, signals))
 }
 
 #[cfg(test)]

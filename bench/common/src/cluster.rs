@@ -7,6 +7,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams};
 use std::ffi::OsStr;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,6 +39,54 @@ impl Signals {
             _ = self.term.recv() => anyhow!("terminated"),
         }
     }
+
+    /// Runs `work` unless a signal comes first (then the signal's error, and
+    /// `work` is dropped).
+    pub async fn unless_signalled<T>(
+        &mut self,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        tokio::select! {
+            r = work => r,
+            e = self.recv() => Err(e),
+        }
+    }
+
+    /// Runs `work` for `limit` at most (then the error `benchmark did not
+    /// finish within N s`), unless a signal comes first.
+    pub async fn within<T>(
+        &mut self,
+        limit: Duration,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let timed = async {
+            tokio::time::timeout(limit, work)
+                .await
+                .map_err(|_| anyhow!("benchmark did not finish within {} s", limit.as_secs()))?
+        };
+        self.unless_signalled(timed).await
+    }
+
+    /// Runs the orderly cleanup `work`; a signal cuts it short (what is left
+    /// is then killed by the guards' drops and [`force_cleanup`]).
+    pub async fn clean_up(&mut self, work: impl Future<Output = ()>) {
+        tokio::select! {
+            _ = work => {}
+            _ = self.recv() => eprintln!("  cleanup interrupted: killing what is left"),
+        }
+    }
+}
+
+/// Runs `main` on a new multi-threaded tokio runtime with SIGINT and SIGTERM
+/// caught into the [`Signals`] it is given.
+pub fn block_on_with_signals<T, Fut>(main: impl FnOnce(Signals) -> Fut) -> Result<T>
+where
+    Fut: Future<Output = Result<T>>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async { main(Signals::new()?).await })
 }
 
 /// Runs a command to completion: its stdout and stderr, or an error with them.
@@ -170,7 +219,7 @@ pub async fn poll_until<T, A, F, Fut>(
 where
     A: FnMut() -> Result<()>,
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>>>,
+    Fut: Future<Output = Result<Option<T>>>,
 {
     let deadline = Instant::now() + timeout;
     let mut last_err = None;
@@ -319,6 +368,37 @@ mod tests {
         let err = run_cmd(Command::new("sh").args(["-c", "echo why >&2; exit 3"])).unwrap_err();
         assert!(err.to_string().ends_with(": why\n"), "{err}");
         assert!(check_built(Path::new("/nonexistent/skiff"), "make it").is_err());
+    }
+
+    #[test]
+    fn work_under_a_time_limit() {
+        let got = block_on_with_signals(|mut signals| async move {
+            let quick = signals
+                .within(Duration::from_secs(5), async { Ok(7) })
+                .await?;
+            let slow = signals
+                .within(
+                    Duration::from_millis(10),
+                    std::future::pending::<Result<()>>(),
+                )
+                .await
+                .unwrap_err()
+                .to_string();
+            let passed = signals.unless_signalled(async { Ok("done") }).await?;
+            let mut cleaned = false;
+            signals.clean_up(async { cleaned = true }).await;
+            Ok((quick, slow, passed, cleaned))
+        })
+        .unwrap();
+        assert_eq!(
+            got,
+            (
+                7,
+                "benchmark did not finish within 0 s".to_string(),
+                "done",
+                true
+            )
+        );
     }
 
     #[tokio::test]

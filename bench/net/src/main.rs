@@ -35,9 +35,10 @@ use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use skiff_bench_common::{
-    Proc, Signals, TempDir, check_built, check_repo_root, exe_dir, flags, force_cleanup, kubectl,
-    kubectl_cmd, max, median, ms, node_ready, percentile, pod_ready, poll_until, positive,
-    private_skiff_with_busybox, run_cmd, start_server, unknown, wait_pods_gone,
+    Proc, Signals, TempDir, block_on_with_signals, check_built, check_repo_root, exe_dir, flags,
+    force_cleanup, kubectl, kubectl_cmd, max, median, ms, node_ready, percentile, pod_ready,
+    poll_until, positive, private_skiff_with_busybox, run_cmd, start_server, unknown,
+    wait_pods_gone,
 };
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
@@ -768,7 +769,7 @@ async fn cleanup(client: &kube::Client, server: &mut Proc) {
     server.stop(Duration::from_secs(30));
 }
 
-async fn run(opts: Opts, signals: &mut Signals) -> Result<()> {
+async fn run(opts: Opts, mut signals: Signals) -> Result<()> {
     check_repo_root()?;
     check_built(&opts.skiff, "cargo build --release -p skiff")?;
     check_built(
@@ -781,26 +782,17 @@ async fn run(opts: Opts, signals: &mut Signals) -> Result<()> {
         let skiff = private_skiff_with_busybox(&opts.skiff, &dir.0, &data)?;
         start_server(&skiff, &data, &dir.0.join("server.log"), &[]).await
     };
-    let (mut server, client, _) = tokio::select! {
-        r = setup => r?,
-        e = signals.recv() => return Err(e),
-    };
+    let (mut server, client, _) = signals.unless_signalled(setup).await?;
     let mut fig = Figures::default();
     let limit = Duration::from_secs(opts.timeout_s);
-    let outcome = tokio::select! {
-        r = tokio::time::timeout(limit, measure(&opts, &client, &data, &mut server, &mut fig)) => {
-            r.map_err(|_| anyhow!("benchmark did not finish within {} s", limit.as_secs())).and_then(|r| r)
-        }
-        e = signals.recv() => Err(e),
-    };
+    let outcome = signals
+        .within(limit, measure(&opts, &client, &data, &mut server, &mut fig))
+        .await;
     if outcome.is_ok() {
         report(&opts, &fig);
     }
     println!("  cleaning up: deleting the pods, stopping the server");
-    tokio::select! {
-        _ = cleanup(&client, &mut server) => {}
-        _ = signals.recv() => eprintln!("  cleanup interrupted: killing what is left"),
-    }
+    signals.clean_up(cleanup(&client, &mut server)).await;
     drop(server);
     force_cleanup(&data.join("agent/containers/runc"), &dir.0);
     outcome
@@ -814,17 +806,11 @@ fn main() -> Result<()> {
         exe_dir.join("skiff"),
         exe_dir.join("examples/dnsperf"),
     )?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let mut signals = Signals::new()?;
-        println!(
-            "skiff-bench-net: HTTP through a ClusterIP vs direct, cluster DNS, readiness → proxy programmed (one node, real runc; {} run(s))",
-            opts.runs
-        );
-        run(opts, &mut signals).await
-    })
+    println!(
+        "skiff-bench-net: HTTP through a ClusterIP vs direct, cluster DNS, readiness → proxy programmed (one node, real runc; {} run(s))",
+        opts.runs
+    );
+    block_on_with_signals(|signals| run(opts, signals))
 }
 
 #[cfg(test)]

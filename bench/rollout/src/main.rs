@@ -29,12 +29,12 @@
 //! Every process it starts is killed and every temp dir removed when it ends,
 //! also on errors, Ctrl-C and SIGTERM. It binds and talks to 127.0.0.1 only.
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, PostParams};
 use skiff_bench_common::{
-    Proc, Signals, TempDir, check_built, check_repo_root, cpu_s, exe_dir, flags, median,
-    node_ready, positive, private_skiff_with_busybox, run_cmd, start_server, unknown,
+    Proc, TempDir, block_on_with_signals, check_built, check_repo_root, cpu_s, exe_dir, flags,
+    median, node_ready, positive, private_skiff_with_busybox, run_cmd, start_server, unknown,
     wait_pods_gone,
 };
 use std::path::{Path, PathBuf};
@@ -499,20 +499,9 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let opts = Opts::parse(&args, exe_dir().join("skiff"))?;
     let limit = Duration::from_secs(opts.timeout_s * (opts.runs as u64 + 2) + 60);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let mut signals = Signals::new()?;
-        // Dropping `run` drops its guards, which kill the server and the sim
-        // and remove the temp dirs.
-        tokio::select! {
-            r = tokio::time::timeout(limit, run(opts)) => {
-                r.map_err(|_| anyhow!("benchmark did not finish within {} s", limit.as_secs())).and_then(|r| r)
-            }
-            e = signals.recv() => Err(e),
-        }
-    })
+    // Dropping `run` drops its guards, which kill the server and the sim
+    // and remove the temp dirs.
+    block_on_with_signals(|mut signals| async move { signals.within(limit, run(opts)).await })
 }
 
 #[cfg(test)]

@@ -29,15 +29,15 @@
 //! any runc container left, unmounts whatever is still mounted under its temp
 //! dir and removes it.
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, bail};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use skiff_bench_common::{
-    Proc, Signals, TempDir, check_built, check_repo_root, exe_dir, flags, force_cleanup, max,
-    median, ms, node_ready, pod_ready, poll_until, positive, private_skiff_with_busybox,
-    start_server, unknown,
+    Proc, Signals, TempDir, block_on_with_signals, check_built, check_repo_root, exe_dir, flags,
+    force_cleanup, max, median, ms, node_ready, pod_ready, poll_until, positive,
+    private_skiff_with_busybox, start_server, unknown,
 };
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -643,7 +643,7 @@ async fn cleanup(apis: &Apis, storage: &Path, server: &mut Proc) {
     server.stop(Duration::from_secs(30));
 }
 
-async fn run(opts: Opts, signals: &mut Signals) -> Result<()> {
+async fn run(opts: Opts, mut signals: Signals) -> Result<()> {
     check_repo_root()?;
     check_built(&opts.skiff, "cargo build --release -p skiff")?;
     let dir = TempDir::new(env!("CARGO_PKG_NAME"))?;
@@ -655,29 +655,25 @@ async fn run(opts: Opts, signals: &mut Signals) -> Result<()> {
         let extra = ["--default-local-storage-path".as_ref(), storage.as_os_str()];
         start_server(&skiff, &data, &dir.0.join("server.log"), &extra).await
     };
-    let (mut server, client, _) = tokio::select! {
-        r = setup => r?,
-        e = signals.recv() => return Err(e),
-    };
+    let (mut server, client, _) = signals.unless_signalled(setup).await?;
     let apis = Apis::new(&client);
     let mut fig = Figures::default();
     let limit = Duration::from_secs(opts.timeout_s);
-    let outcome = tokio::select! {
-        r = tokio::time::timeout(limit, measure(&opts, &apis, &storage, &mut server, &mut fig)) => {
-            r.map_err(|_| anyhow!("benchmark did not finish within {} s", limit.as_secs())).and_then(|r| r)
-        }
-        e = signals.recv() => Err(e),
-    };
+    let outcome = signals
+        .within(
+            limit,
+            measure(&opts, &apis, &storage, &mut server, &mut fig),
+        )
+        .await;
     if outcome.is_ok() {
         report(&opts, &fig);
     }
     println!(
         "  cleaning up: deleting the StatefulSet, pods, claims and volumes, stopping the server"
     );
-    tokio::select! {
-        _ = cleanup(&apis, &storage, &mut server) => {}
-        _ = signals.recv() => eprintln!("  cleanup interrupted: killing what is left"),
-    }
+    signals
+        .clean_up(cleanup(&apis, &storage, &mut server))
+        .await;
     drop(server);
     force_cleanup(&data.join("agent/containers/runc"), &dir.0);
     outcome
@@ -686,17 +682,11 @@ async fn run(opts: Opts, signals: &mut Signals) -> Result<()> {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let opts = Opts::parse(&args, exe_dir().join("skiff"))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let mut signals = Signals::new()?;
-        println!(
-            "skiff-bench-sts: StatefulSets with volumes to Ready, local-path provisioning latency (one node, real runc; {} run(s), {} claim(s))",
-            opts.runs, opts.claims
-        );
-        run(opts, &mut signals).await
-    })
+    println!(
+        "skiff-bench-sts: StatefulSets with volumes to Ready, local-path provisioning latency (one node, real runc; {} run(s), {} claim(s))",
+        opts.runs, opts.claims
+    );
+    block_on_with_signals(|signals| run(opts, signals))
 }
 
 #[cfg(test)]
