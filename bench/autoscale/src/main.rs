@@ -414,6 +414,31 @@ async fn scrape_round(
     })
 }
 
+/// `opts.runs` rounds of [`scrape_round`] with `pods` pods, each printed.
+async fn scrape_rounds(
+    opts: &Opts,
+    tls: &Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    agent_pid: u32,
+    pods: usize,
+) -> Result<Vec<ScrapeRun>> {
+    let mut rounds = Vec::new();
+    for r in 0..opts.runs {
+        let s = scrape_round(opts, tls, addr, agent_pid, pods).await?;
+        println!(
+            "  {pods} pods, round {}: {:.3} ms CPU/scrape ({:.3} net of idle), p50 {:.2} ms, p99 {:.2} ms, {} B",
+            r + 1,
+            s.cpu_per_scrape * 1e3,
+            s.net_cpu_per_scrape(opts.scrapes) * 1e3,
+            s.p50_ms,
+            s.p99_ms,
+            s.page_bytes
+        );
+        rounds.push(s);
+    }
+    Ok(rounds)
+}
+
 /// One HPA run.
 #[derive(Debug, Clone, Default)]
 struct HpaRun {
@@ -495,19 +520,7 @@ async fn measure(
     let pods: Api<Pod> = Api::default_namespaced(client.clone());
 
     // 1. Scrapes at 0 pods, then at opts.pods.
-    for r in 0..opts.runs {
-        let s = scrape_round(opts, &tls, kubelet, agent_pid, 0).await?;
-        println!(
-            "  0 pods, round {}: {:.3} ms CPU/scrape ({:.3} net of idle), p50 {:.2} ms, p99 {:.2} ms, {} B",
-            r + 1,
-            s.cpu_per_scrape * 1e3,
-            s.net_cpu_per_scrape(opts.scrapes) * 1e3,
-            s.p50_ms,
-            s.p99_ms,
-            s.page_bytes
-        );
-        fig.idle.push(s);
-    }
+    fig.idle = scrape_rounds(opts, &tls, kubelet, agent_pid, 0).await?;
     println!("  starting {} pods", opts.pods);
     let t = Instant::now();
     let d: Deployment = serde_json::from_value(deployment_json(
@@ -531,19 +544,7 @@ async fn measure(
     println!("  {want} pods Running after {:.1} s", fig.pods_start_s);
     // Let the start-up work (status updates, first samples) die down.
     tokio::time::sleep(Duration::from_secs(10)).await;
-    for r in 0..opts.runs {
-        let s = scrape_round(opts, &tls, kubelet, agent_pid, want).await?;
-        println!(
-            "  {want} pods, round {}: {:.3} ms CPU/scrape ({:.3} net of idle), p50 {:.2} ms, p99 {:.2} ms, {} B",
-            r + 1,
-            s.cpu_per_scrape * 1e3,
-            s.net_cpu_per_scrape(opts.scrapes) * 1e3,
-            s.p50_ms,
-            s.p99_ms,
-            s.page_bytes
-        );
-        fig.loaded.push(s);
-    }
+    fig.loaded = scrape_rounds(opts, &tls, kubelet, agent_pid, want).await?;
     println!("  deleting the {want} pods");
     delete_workload(opts, &kubeconfig, client, cluster, "idle").await?;
 
