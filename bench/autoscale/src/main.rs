@@ -38,14 +38,17 @@ use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use skiff_bench_common::{Proc, TempDir, cpu_s, free_port, kube_client, median};
+use skiff_bench_common::{
+    Proc, Signals, TempDir, block_on_with_signals, check_built, check_repo_root, cpu_s, exe_dir,
+    flags, force_cleanup, free_port, kubectl, median, ms, node_ready, percentile, poll_until,
+    positive, private_skiff_with_busybox, start_server, unknown,
+};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// The node name the agent joins as.
 const NODE: &str = "bench-node";
@@ -82,36 +85,22 @@ impl Opts {
             settle_s: 40,
             timeout_s: 1800,
         };
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            if flag == "-h" || flag == "--help" {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-            let num = || -> Result<usize> {
-                let n: usize = value
-                    .parse()
-                    .with_context(|| format!("{flag} {value:?}: not a number"))?;
-                if n == 0 {
-                    bail!("{flag} must be at least 1");
-                }
-                Ok(n)
-            };
-            match flag.as_str() {
-                "--skiff" => o.skiff = PathBuf::from(value),
-                "--kubectl" => o.kubectl = PathBuf::from(value),
+        for f in flags(args, USAGE, &[])? {
+            match f.name {
+                "--skiff" => o.skiff = PathBuf::from(f.value),
+                "--kubectl" => o.kubectl = PathBuf::from(f.value),
                 "--node-ip" => {
-                    o.node_ip = value
+                    o.node_ip = f
+                        .value
                         .parse()
-                        .with_context(|| format!("--node-ip {value:?}: not an address"))?
+                        .with_context(|| format!("--node-ip {:?}: not an address", f.value))?
                 }
-                "--runs" => o.runs = num()?,
-                "--scrapes" => o.scrapes = num()?,
-                "--pods" => o.pods = num()?,
-                "--settle" => o.settle_s = num()? as u64,
-                "--timeout" => o.timeout_s = num()? as u64,
-                _ => bail!("unknown flag {flag:?}\n{USAGE}"),
+                "--runs" => o.runs = positive(f)?,
+                "--scrapes" => o.scrapes = positive(f)?,
+                "--pods" => o.pods = positive(f)?,
+                "--settle" => o.settle_s = positive(f)? as u64,
+                "--timeout" => o.timeout_s = positive(f)? as u64,
+                _ => return Err(unknown(f, USAGE)),
             }
         }
         Ok(o)
@@ -119,20 +108,6 @@ impl Opts {
 }
 
 // ---------------------------------------------------------------- pure helpers
-
-/// The `p`-quantile of sorted samples (nearest rank), zero when empty.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[idx]
-}
-
-/// Milliseconds of a duration.
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 /// The status code and body of an HTTP/1.0 response read to EOF.
 fn split_response(raw: &[u8]) -> Result<(u16, &str)> {
@@ -224,60 +199,6 @@ const BURN: &str = "while :; do if [ -e /load/idle ]; then sleep 1; fi; done";
 
 // ------------------------------------------------------------------ processes
 
-/// SIGINT or SIGTERM, whichever comes first.
-struct Signals {
-    int: Signal,
-    term: Signal,
-}
-
-impl Signals {
-    fn new() -> Result<Signals> {
-        Ok(Signals {
-            int: signal(SignalKind::interrupt())?,
-            term: signal(SignalKind::terminate())?,
-        })
-    }
-
-    async fn recv(&mut self) -> anyhow::Error {
-        tokio::select! {
-            _ = self.int.recv() => anyhow!("interrupted"),
-            _ = self.term.recv() => anyhow!("terminated"),
-        }
-    }
-}
-
-/// Runs a command; fails with its output if it fails.
-fn run_cmd(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {:?}", cmd.get_program()))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if !out.status.success() {
-        bail!("{cmd:?}: {text}");
-    }
-    Ok(text)
-}
-
-/// Runs kubectl to completion; its stdout, or an error with its stderr.
-async fn kubectl(opts: &Opts, kubeconfig: &Path, args: &[&str]) -> Result<String> {
-    let out = tokio::process::Command::new(&opts.kubectl)
-        .env("KUBECONFIG", kubeconfig)
-        .args(args)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await?;
-    if !out.status.success() {
-        bail!("kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// The server and its agent, both killed on drop.
 struct Cluster {
     server: Proc,
@@ -297,29 +218,14 @@ async fn wait_for<T, F, Fut>(
     what: &str,
     timeout: Duration,
     cluster: &mut Cluster,
-    mut check: F,
+    check: F,
 ) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>>>,
 {
-    let deadline = Instant::now() + timeout;
-    let mut last_err = None;
-    loop {
-        match check().await {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last_err = Some(e),
-        }
-        cluster.check_alive()?;
-        if Instant::now() > deadline {
-            bail!(
-                "{what}: not within {} s (last error: {last_err:?})",
-                timeout.as_secs()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let alive = || cluster.check_alive();
+    poll_until(what, Duration::from_millis(50), timeout, alive, check).await
 }
 
 /// Starts `skiff server --disable-agent` on a fresh port with data under
@@ -333,44 +239,14 @@ async fn start_cluster(
     kubelet_port: u16,
 ) -> Result<(Cluster, kube::Client)> {
     let data = dir.join("server");
-    let port = free_port()?;
-    let server = Proc::spawn(
-        Command::new(skiff)
-            .arg("server")
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--disable-agent")
-            .args(["--bind-address", "127.0.0.1"])
-            .args(["--https-listen-port", &port.to_string()]),
-        dir.join("server.log"),
-    )?;
-    // Stands in until the agent starts: a process that waits for its kill.
-    let placeholder = Proc::spawn(
-        Command::new("sleep").arg("infinity"),
-        dir.join("placeholder.log"),
-    )?;
-    let mut cluster = Cluster {
-        server,
-        agent: placeholder,
-    };
-    let kubeconfig = data.join("kubeconfig.yaml");
-    let client = wait_for(
-        "skiff server ready",
-        Duration::from_secs(60),
-        &mut cluster,
-        || async {
-            let text = std::fs::read_to_string(&kubeconfig)?;
-            if !text.contains(&format!(":{port}")) {
-                return Ok(None);
-            }
-            let c = kube_client(&kubeconfig).await?;
-            c.request_text(http::Request::get("/readyz").body(Vec::new())?)
-                .await?;
-            Ok(Some(c))
-        },
+    let (server, client, port) = start_server(
+        skiff,
+        &data,
+        &dir.join("server.log"),
+        &["--disable-agent".as_ref()],
     )
     .await?;
-    cluster.agent = Proc::spawn(
+    let agent = Proc::spawn(
         Command::new(skiff)
             .arg("agent")
             .args(["--server", &format!("https://127.0.0.1:{port}")])
@@ -383,19 +259,13 @@ async fn start_cluster(
             .args(["--kubelet-port", &kubelet_port.to_string()]),
         dir.join("agent.log"),
     )?;
+    let mut cluster = Cluster { server, agent };
     let nodes: Api<Node> = Api::all(client.clone());
     wait_for(
         "node Ready",
         Duration::from_secs(60),
         &mut cluster,
-        || async {
-            let n = nodes.get(NODE).await?;
-            let ready = n
-                .status
-                .and_then(|s| s.conditions)
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-            Ok(ready.then_some(()))
-        },
+        || async { Ok(node_ready(&nodes.get(NODE).await?).then_some(())) },
     )
     .await?;
     Ok((cluster, client))
@@ -544,6 +414,31 @@ async fn scrape_round(
     })
 }
 
+/// `opts.runs` rounds of [`scrape_round`] with `pods` pods, each printed.
+async fn scrape_rounds(
+    opts: &Opts,
+    tls: &Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    agent_pid: u32,
+    pods: usize,
+) -> Result<Vec<ScrapeRun>> {
+    let mut rounds = Vec::new();
+    for r in 0..opts.runs {
+        let s = scrape_round(opts, tls, addr, agent_pid, pods).await?;
+        println!(
+            "  {pods} pods, round {}: {:.3} ms CPU/scrape ({:.3} net of idle), p50 {:.2} ms, p99 {:.2} ms, {} B",
+            r + 1,
+            s.cpu_per_scrape * 1e3,
+            s.net_cpu_per_scrape(opts.scrapes) * 1e3,
+            s.p50_ms,
+            s.p99_ms,
+            s.page_bytes
+        );
+        rounds.push(s);
+    }
+    Ok(rounds)
+}
+
 /// One HPA run.
 #[derive(Debug, Clone, Default)]
 struct HpaRun {
@@ -589,7 +484,7 @@ async fn delete_workload(
     name: &str,
 ) -> Result<()> {
     let _ = kubectl(
-        opts,
+        &opts.kubectl,
         kubeconfig,
         &["delete", "hpa", name, "--ignore-not-found"],
     )
@@ -625,19 +520,7 @@ async fn measure(
     let pods: Api<Pod> = Api::default_namespaced(client.clone());
 
     // 1. Scrapes at 0 pods, then at opts.pods.
-    for r in 0..opts.runs {
-        let s = scrape_round(opts, &tls, kubelet, agent_pid, 0).await?;
-        println!(
-            "  0 pods, round {}: {:.3} ms CPU/scrape ({:.3} net of idle), p50 {:.2} ms, p99 {:.2} ms, {} B",
-            r + 1,
-            s.cpu_per_scrape * 1e3,
-            s.net_cpu_per_scrape(opts.scrapes) * 1e3,
-            s.p50_ms,
-            s.p99_ms,
-            s.page_bytes
-        );
-        fig.idle.push(s);
-    }
+    fig.idle = scrape_rounds(opts, &tls, kubelet, agent_pid, 0).await?;
     println!("  starting {} pods", opts.pods);
     let t = Instant::now();
     let d: Deployment = serde_json::from_value(deployment_json(
@@ -661,19 +544,7 @@ async fn measure(
     println!("  {want} pods Running after {:.1} s", fig.pods_start_s);
     // Let the start-up work (status updates, first samples) die down.
     tokio::time::sleep(Duration::from_secs(10)).await;
-    for r in 0..opts.runs {
-        let s = scrape_round(opts, &tls, kubelet, agent_pid, want).await?;
-        println!(
-            "  {want} pods, round {}: {:.3} ms CPU/scrape ({:.3} net of idle), p50 {:.2} ms, p99 {:.2} ms, {} B",
-            r + 1,
-            s.cpu_per_scrape * 1e3,
-            s.net_cpu_per_scrape(opts.scrapes) * 1e3,
-            s.p50_ms,
-            s.p99_ms,
-            s.page_bytes
-        );
-        fig.loaded.push(s);
-    }
+    fig.loaded = scrape_rounds(opts, &tls, kubelet, agent_pid, want).await?;
     println!("  deleting the {want} pods");
     delete_workload(opts, &kubeconfig, client, cluster, "idle").await?;
 
@@ -694,7 +565,7 @@ async fn measure(
         )
         .await?;
         kubectl(
-            opts,
+            &opts.kubectl,
             &kubeconfig,
             &[
                 "autoscale",
@@ -716,8 +587,12 @@ async fn measure(
                 if created.elapsed() < settle {
                     return Ok(None);
                 }
-                let out =
-                    kubectl(opts, &kubeconfig, &["get", "hpa", &name, "--no-headers"]).await?;
+                let out = kubectl(
+                    &opts.kubectl,
+                    &kubeconfig,
+                    &["get", "hpa", &name, "--no-headers"],
+                )
+                .await?;
                 Ok(hpa_has_current(&out)
                     .then(|| out.split_whitespace().collect::<Vec<_>>().join(" ")))
             },
@@ -850,7 +725,7 @@ fn report(opts: &Opts, fig: &Figures) {
 /// Deletes every Deployment, HPA and pod, waits (bounded) for the pods to go
 /// so the agent stops their containers, then stops the agent and the server.
 async fn cleanup(opts: &Opts, kubeconfig: &Path, client: &kube::Client, cluster: &mut Cluster) {
-    let _ = kubectl(opts, kubeconfig, &["delete", "hpa", "--all"]).await;
+    let _ = kubectl(&opts.kubectl, kubeconfig, &["delete", "hpa", "--all"]).await;
     let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
     let pods: Api<Pod> = Api::default_namespaced(client.clone());
     let _ = deployments
@@ -879,119 +754,46 @@ async fn cleanup(opts: &Opts, kubeconfig: &Path, client: &kube::Client, cluster:
     cluster.server.stop(Duration::from_secs(30));
 }
 
-/// Whatever the orderly cleanup left: runc containers under the agent's data
-/// dir are killed and deleted, mounts under `dir` unmounted.
-fn force_cleanup(dir: &Path) {
-    let root = dir.join("agent/agent/containers/runc");
-    if root.exists()
-        && let Ok(out) = Command::new("runc")
-            .arg("--root")
-            .arg(&root)
-            .args(["list", "-q"])
-            .stderr(Stdio::null())
-            .output()
-    {
-        for id in String::from_utf8_lossy(&out.stdout).lines() {
-            eprintln!("  cleanup: force-deleting runc container {id}");
-            let _ = Command::new("runc")
-                .arg("--root")
-                .arg(&root)
-                .args(["delete", "--force", id])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    // Deepest first.
-    let mut mounts: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(PathBuf::from))
-        .filter(|p| p.starts_with(dir))
-        .collect();
-    mounts.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    for m in mounts {
-        let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
-async fn run(opts: Opts, signals: &mut Signals) -> Result<()> {
-    let script = Path::new("scripts/build-busybox-image.sh");
-    if !script.exists() {
-        bail!(
-            "run from the repository root ({} not found)",
-            script.display()
-        );
-    }
-    if !opts.skiff.exists() {
-        bail!(
-            "{} does not exist (build it: cargo build --release -p skiff)",
-            opts.skiff.display()
-        );
-    }
+async fn run(opts: Opts, mut signals: Signals) -> Result<()> {
+    check_repo_root()?;
+    check_built(&opts.skiff, "cargo build --release -p skiff")?;
     let dir = TempDir::new(env!("CARGO_PKG_NAME"))?;
     let kubelet_port = free_port()?;
     let kubelet = SocketAddr::new(opts.node_ip, kubelet_port);
     let setup = async {
-        // A private copy of skiff: the shims run the same file, which a build must not replace.
-        let skiff = dir.0.join("skiff");
-        std::fs::copy(&opts.skiff, &skiff).context("copying skiff")?;
-        let image = dir.0.join("busybox.tar");
-        run_cmd(Command::new("bash").arg(script).arg(&image))?;
-        run_cmd(
-            Command::new(&skiff)
-                .args(["image", "import"])
-                .arg(&image)
-                .arg("--data-dir")
-                .arg(dir.0.join("agent")),
-        )?;
+        let skiff = private_skiff_with_busybox(&opts.skiff, &dir.0, &dir.0.join("agent"))?;
         start_cluster(&opts, &skiff, &dir.0, kubelet_port).await
     };
-    let (mut cluster, client) = tokio::select! {
-        r = setup => r?,
-        e = signals.recv() => return Err(e),
-    };
+    let (mut cluster, client) = signals.unless_signalled(setup).await?;
     let mut fig = Figures::default();
     let limit = Duration::from_secs(opts.timeout_s);
-    let outcome = tokio::select! {
-        r = tokio::time::timeout(limit, measure(&opts, &client, &dir.0, &mut cluster, kubelet, &mut fig)) => {
-            r.map_err(|_| anyhow!("benchmark did not finish within {} s", limit.as_secs())).and_then(|r| r)
-        }
-        e = signals.recv() => Err(e),
-    };
+    let outcome = signals
+        .within(
+            limit,
+            measure(&opts, &client, &dir.0, &mut cluster, kubelet, &mut fig),
+        )
+        .await;
     if outcome.is_ok() {
         report(&opts, &fig);
     }
     println!("  cleaning up: deleting the workloads, stopping the agent and the server");
     let kubeconfig = dir.0.join("server/kubeconfig.yaml");
-    tokio::select! {
-        _ = cleanup(&opts, &kubeconfig, &client, &mut cluster) => {}
-        _ = signals.recv() => eprintln!("  cleanup interrupted: killing what is left"),
-    }
+    signals
+        .clean_up(cleanup(&opts, &kubeconfig, &client, &mut cluster))
+        .await;
     drop(cluster);
-    force_cleanup(&dir.0);
+    force_cleanup(&dir.0.join("agent/agent/containers/runc"), &dir.0);
     outcome
 }
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let exe_dir = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_default();
-    let opts = Opts::parse(&args, exe_dir.join("skiff"))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let mut signals = Signals::new()?;
-        println!(
-            "skiff-bench-autoscale: agent CPU per /metrics/resource scrape at 0 and {} pods, HPA load → scale-up time (server + separate agent, real runc; {} run(s))",
-            opts.pods, opts.runs
-        );
-        run(opts, &mut signals).await
-    })
+    let opts = Opts::parse(&args, exe_dir().join("skiff"))?;
+    println!(
+        "skiff-bench-autoscale: agent CPU per /metrics/resource scrape at 0 and {} pods, HPA load → scale-up time (server + separate agent, real runc; {} run(s))",
+        opts.pods, opts.runs
+    );
+    block_on_with_signals(|signals| run(opts, signals))
 }
 
 #[cfg(test)]
@@ -1082,14 +884,6 @@ mod tests {
         );
         assert_eq!(phase_offset(0, 1), Duration::ZERO);
         assert_eq!(phase_offset(1, 2), Duration::from_millis(7500));
-    }
-
-    #[test]
-    fn percentiles_by_nearest_rank() {
-        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(percentile(&v, 0.5), Duration::from_millis(50));
-        assert_eq!(percentile(&v, 0.99), Duration::from_millis(99));
-        assert_eq!(percentile(&[], 0.5), Duration::ZERO);
     }
 
     #[test]

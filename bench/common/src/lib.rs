@@ -1,6 +1,17 @@
 //! What the skiff benchmarks share: temp dirs and child processes cleaned up
-//! on drop, a client from a kubeconfig, a free loopback port, and the CPU and
-//! memory figures read from `/proc`.
+//! on drop, a client from a kubeconfig, a free loopback port, the CPU and
+//! memory figures read from `/proc`, medians and percentiles, flag parsing
+//! ([`flags`]) and running a skiff cluster on real runc ([`cluster`]).
+
+pub mod cluster;
+pub mod flags;
+
+pub use cluster::{
+    BUSYBOX_SCRIPT, Signals, block_on_with_signals, check_built, check_repo_root, force_cleanup,
+    kubectl, kubectl_cmd, mounts_under, node_ready, pod_ready, poll_until,
+    private_skiff_with_busybox, run_cmd, start_server, wait_pods_gone,
+};
+pub use flags::{Flag, exe_dir, flags, positive, unknown};
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -20,6 +31,25 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
+}
+
+/// The `p`-quantile of sorted samples (nearest rank), zero when empty.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[idx]
+}
+
+/// Milliseconds of a duration.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The largest sample (NaN when empty).
+pub fn max(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::NAN, f64::max)
 }
 
 /// A `kB` field (`VmRSS`, `VmHWM`) in MiB from the text of `/proc/PID/status`.
@@ -85,6 +115,7 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Spawns `cmd` with no stdin and stdout and stderr to the file `log`.
     pub fn spawn(cmd: &mut Command, log: PathBuf) -> Result<Proc> {
         let f = std::fs::File::create(&log)?;
         let child = cmd
@@ -99,10 +130,12 @@ impl Proc {
         })
     }
 
+    /// The process id (0 once stopped).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }
 
+    /// What the process has written so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -172,6 +205,23 @@ mod tests {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
         assert!(median(vec![]).is_nan());
+    }
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&v, 0.5), Duration::from_millis(50));
+        assert_eq!(percentile(&v, 0.99), Duration::from_millis(99));
+        assert_eq!(percentile(&v, 1.0), Duration::from_millis(100));
+        assert_eq!(percentile(&v[..1], 0.0), Duration::from_millis(1));
+        assert_eq!(percentile(&[], 0.5), Duration::ZERO);
+    }
+
+    #[test]
+    fn milliseconds_and_maxima() {
+        assert_eq!(ms(Duration::from_micros(1500)), 1.5);
+        assert_eq!(max(&[1.0, 3.0, 2.0]), 3.0);
+        assert!(max(&[]).is_nan());
     }
 
     #[test]

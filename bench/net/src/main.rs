@@ -34,7 +34,12 @@
 use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use skiff_bench_common::{Proc, TempDir, free_port, kube_client, median};
+use skiff_bench_common::{
+    Proc, Signals, TempDir, block_on_with_signals, check_built, check_repo_root, exe_dir, flags,
+    force_cleanup, kubectl, kubectl_cmd, max, median, ms, node_ready, percentile, pod_ready,
+    poll_until, positive, private_skiff_with_busybox, run_cmd, start_server, unknown,
+    wait_pods_gone,
+};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -42,7 +47,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// The cluster DNS address `skiff server` uses by default.
 const CLUSTER_DNS: &str = "10.43.0.10:53";
@@ -84,38 +88,20 @@ impl Opts {
             timeout_s: 600,
             orderly_close: false,
         };
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            if flag == "-h" || flag == "--help" {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            if flag == "--orderly-close" {
-                o.orderly_close = true;
-                continue;
-            }
-            let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-            let num = || -> Result<usize> {
-                let n: usize = value
-                    .parse()
-                    .with_context(|| format!("{flag} {value:?}: not a number"))?;
-                if n == 0 {
-                    bail!("{flag} must be at least 1");
-                }
-                Ok(n)
-            };
-            match flag.as_str() {
-                "--skiff" => o.skiff = PathBuf::from(value),
-                "--kubectl" => o.kubectl = PathBuf::from(value),
-                "--dnsperf" => o.dnsperf = PathBuf::from(value),
-                "--runs" => o.runs = num()?,
-                "--requests" => o.requests = num()?,
-                "--concurrency" => o.concurrency = num()?,
-                "--dns-queries" => o.dns_queries = num()?,
-                "--dns-concurrency" => o.dns_concurrency = num()?,
-                "--flips" => o.flips = num()?,
-                "--timeout" => o.timeout_s = num()? as u64,
-                _ => bail!("unknown flag {flag:?}\n{USAGE}"),
+        for f in flags(args, USAGE, &["--orderly-close"])? {
+            match f.name {
+                "--orderly-close" => o.orderly_close = true,
+                "--skiff" => o.skiff = PathBuf::from(f.value),
+                "--kubectl" => o.kubectl = PathBuf::from(f.value),
+                "--dnsperf" => o.dnsperf = PathBuf::from(f.value),
+                "--runs" => o.runs = positive(f)?,
+                "--requests" => o.requests = positive(f)?,
+                "--concurrency" => o.concurrency = positive(f)?,
+                "--dns-queries" => o.dns_queries = positive(f)?,
+                "--dns-concurrency" => o.dns_concurrency = positive(f)?,
+                "--flips" => o.flips = positive(f)?,
+                "--timeout" => o.timeout_s = positive(f)? as u64,
+                _ => return Err(unknown(f, USAGE)),
             }
         }
         Ok(o)
@@ -123,20 +109,6 @@ impl Opts {
 }
 
 // ---------------------------------------------------------------- pure helpers
-
-/// The `p`-quantile of sorted samples (nearest rank), zero when empty.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[idx]
-}
-
-/// Milliseconds of a duration.
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 /// A `Duration`'s `Debug` text (`523.1µs`, `1.2ms`, `2s`) in milliseconds.
 fn parse_debug_duration_ms(s: &str) -> Option<f64> {
@@ -223,14 +195,6 @@ fn netstat_counter(text: &str, group: &str, name: &str) -> Option<u64> {
     values.split_whitespace().nth(i)?.parse().ok()
 }
 
-/// Whether the pod's Ready condition is True.
-fn pod_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 /// A busybox pod running `script` under `sh -c`, labelled `app: NAME`.
 fn pod_json(name: &str, script: &str, readiness_file: bool) -> serde_json::Value {
     let mut c = serde_json::json!({
@@ -270,66 +234,6 @@ fn service_json(name: &str) -> serde_json::Value {
 
 // ------------------------------------------------------------------ processes
 
-/// SIGINT or SIGTERM, whichever comes first.
-struct Signals {
-    int: Signal,
-    term: Signal,
-}
-
-impl Signals {
-    fn new() -> Result<Signals> {
-        Ok(Signals {
-            int: signal(SignalKind::interrupt())?,
-            term: signal(SignalKind::terminate())?,
-        })
-    }
-
-    async fn recv(&mut self) -> anyhow::Error {
-        tokio::select! {
-            _ = self.int.recv() => anyhow!("interrupted"),
-            _ = self.term.recv() => anyhow!("terminated"),
-        }
-    }
-}
-
-/// Runs a command; fails with its output if it fails.
-fn run_cmd(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {:?}", cmd.get_program()))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if !out.status.success() {
-        bail!("{cmd:?}: {text}");
-    }
-    Ok(text)
-}
-
-/// `kubectl ARGS` against the server, as a command not yet run.
-fn kubectl_cmd(opts: &Opts, kubeconfig: &Path, args: &[&str]) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(&opts.kubectl);
-    c.env("KUBECONFIG", kubeconfig)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    c
-}
-
-/// Runs kubectl to completion; fails with its stderr if it fails.
-async fn kubectl(opts: &Opts, kubeconfig: &Path, args: &[&str]) -> Result<()> {
-    let out = kubectl_cmd(opts, kubeconfig, args).output().await?;
-    if !out.status.success() {
-        bail!("kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
-}
-
 /// The text of `nft list table ip skiff`.
 async fn nft_table() -> Result<String> {
     let out = tokio::process::Command::new("nft")
@@ -347,69 +251,20 @@ async fn nft_table() -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Starts `skiff server` (embedded agent, default networking) on a fresh
-/// port with data under `dir/data` and waits until it answers `/readyz`.
-async fn start_server(skiff: &Path, dir: &Path) -> Result<(Proc, kube::Client)> {
-    let data = dir.join("data");
-    let port = free_port()?;
-    let mut server = Proc::spawn(
-        Command::new(skiff)
-            .arg("server")
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["--bind-address", "127.0.0.1"])
-            .args(["--https-listen-port", &port.to_string()]),
-        dir.join("server.log"),
-    )?;
-    let kubeconfig = data.join("kubeconfig.yaml");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        server.check_alive("skiff server")?;
-        if Instant::now() > deadline {
-            bail!("skiff server not ready within 60 s");
-        }
-        if let Ok(text) = std::fs::read_to_string(&kubeconfig)
-            && text.contains(&format!(":{port}"))
-            && let Ok(c) = kube_client(&kubeconfig).await
-            && c.request_text(http::Request::get("/readyz").body(Vec::new())?)
-                .await
-                .is_ok()
-        {
-            return Ok((server, c));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Polls `check` every 50 ms until it yields a value, failing after `timeout`
 /// or when the server has died.
 async fn wait_for<T, F, Fut>(
     what: &str,
     timeout: Duration,
     server: &mut Proc,
-    mut check: F,
+    check: F,
 ) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>>>,
 {
-    let deadline = Instant::now() + timeout;
-    let mut last_err = None;
-    loop {
-        match check().await {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last_err = Some(e),
-        }
-        server.check_alive("skiff server")?;
-        if Instant::now() > deadline {
-            bail!(
-                "{what}: not within {} s (last error: {last_err:?})",
-                timeout.as_secs()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let alive = || server.check_alive("skiff server");
+    poll_until(what, Duration::from_millis(50), timeout, alive, check).await
 }
 
 // ---------------------------------------------------------------- HTTP load
@@ -591,12 +446,7 @@ async fn measure(
             .await?
             .items
             .iter()
-            .any(|n| {
-                n.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            })
+            .any(node_ready)
             .then_some(()))
     })
     .await?;
@@ -725,7 +575,7 @@ async fn measure(
     // 3. Ready → programmed.
     for k in 1..=opts.flips {
         kubectl(
-            opts,
+            &opts.kubectl,
             &kubeconfig,
             &["exec", "flip", "--", "rm", "-f", "/tmp/ready"],
         )
@@ -759,7 +609,7 @@ async fn measure(
             }
         });
         let out = kubectl_cmd(
-            opts,
+            &opts.kubectl,
             &kubeconfig,
             &["exec", "flip", "--", "touch", "/tmp/ready"],
         )
@@ -809,7 +659,6 @@ fn report(opts: &Opts, fig: &Figures) {
     let nx = fig.nxdomain.clone();
     let flip_ready: Vec<f64> = fig.flips.iter().map(|f| f.0).collect();
     let flip_exec: Vec<f64> = fig.flips.iter().map(|f| f.1).collect();
-    let max = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!();
     println!(
@@ -913,137 +762,55 @@ async fn cleanup(client: &kube::Client, server: &mut Proc) {
     let _ = pods
         .delete_collection(&DeleteParams::default(), &ListParams::default())
         .await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline && server.check_alive("skiff server").is_ok() {
-        match pods.list(&ListParams::default()).await {
-            Ok(l) if l.items.is_empty() => break,
-            Err(_) => break,
-            _ => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    }
+    wait_pods_gone(&pods, Duration::from_secs(60), || {
+        server.check_alive("skiff server").is_ok()
+    })
+    .await;
     server.stop(Duration::from_secs(30));
 }
 
-/// Whatever the orderly cleanup left: runc containers under the data dir are
-/// killed and deleted, mounts under `dir` (namespace files) unmounted.
-fn force_cleanup(dir: &Path) {
-    let root = dir.join("data/agent/containers/runc");
-    if root.exists()
-        && let Ok(out) = Command::new("runc")
-            .arg("--root")
-            .arg(&root)
-            .args(["list", "-q"])
-            .stderr(Stdio::null())
-            .output()
-    {
-        for id in String::from_utf8_lossy(&out.stdout).lines() {
-            eprintln!("  cleanup: force-deleting runc container {id}");
-            let _ = Command::new("runc")
-                .arg("--root")
-                .arg(&root)
-                .args(["delete", "--force", id])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    // Deepest first.
-    let mut mounts: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(PathBuf::from))
-        .filter(|p| p.starts_with(dir))
-        .collect();
-    mounts.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    for m in mounts {
-        let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
-async fn run(opts: Opts, signals: &mut Signals) -> Result<()> {
-    let script = Path::new("scripts/build-busybox-image.sh");
-    if !script.exists() {
-        bail!(
-            "run from the repository root ({} not found)",
-            script.display()
-        );
-    }
-    for (p, how) in [
-        (&opts.skiff, "cargo build --release -p skiff"),
-        (
-            &opts.dnsperf,
-            "cargo build --release -p skiff-net --example dnsperf",
-        ),
-    ] {
-        if !p.exists() {
-            bail!("{} does not exist (build it: {how})", p.display());
-        }
-    }
+async fn run(opts: Opts, mut signals: Signals) -> Result<()> {
+    check_repo_root()?;
+    check_built(&opts.skiff, "cargo build --release -p skiff")?;
+    check_built(
+        &opts.dnsperf,
+        "cargo build --release -p skiff-net --example dnsperf",
+    )?;
     let dir = TempDir::new(env!("CARGO_PKG_NAME"))?;
     let data = dir.0.join("data");
     let setup = async {
-        // A private copy of skiff: the shims run the same file, which a build must not replace.
-        let skiff = dir.0.join("skiff");
-        std::fs::copy(&opts.skiff, &skiff).context("copying skiff")?;
-        let image = dir.0.join("busybox.tar");
-        run_cmd(Command::new("bash").arg(script).arg(&image))?;
-        run_cmd(
-            Command::new(&skiff)
-                .args(["image", "import"])
-                .arg(&image)
-                .arg("--data-dir")
-                .arg(&data),
-        )?;
-        start_server(&skiff, &dir.0).await
+        let skiff = private_skiff_with_busybox(&opts.skiff, &dir.0, &data)?;
+        start_server(&skiff, &data, &dir.0.join("server.log"), &[]).await
     };
-    let (mut server, client) = tokio::select! {
-        r = setup => r?,
-        e = signals.recv() => return Err(e),
-    };
+    let (mut server, client, _) = signals.unless_signalled(setup).await?;
     let mut fig = Figures::default();
     let limit = Duration::from_secs(opts.timeout_s);
-    let outcome = tokio::select! {
-        r = tokio::time::timeout(limit, measure(&opts, &client, &data, &mut server, &mut fig)) => {
-            r.map_err(|_| anyhow!("benchmark did not finish within {} s", limit.as_secs())).and_then(|r| r)
-        }
-        e = signals.recv() => Err(e),
-    };
+    let outcome = signals
+        .within(limit, measure(&opts, &client, &data, &mut server, &mut fig))
+        .await;
     if outcome.is_ok() {
         report(&opts, &fig);
     }
     println!("  cleaning up: deleting the pods, stopping the server");
-    tokio::select! {
-        _ = cleanup(&client, &mut server) => {}
-        _ = signals.recv() => eprintln!("  cleanup interrupted: killing what is left"),
-    }
+    signals.clean_up(cleanup(&client, &mut server)).await;
     drop(server);
-    force_cleanup(&dir.0);
+    force_cleanup(&data.join("agent/containers/runc"), &dir.0);
     outcome
 }
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let exe_dir = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_default();
+    let exe_dir = exe_dir();
     let opts = Opts::parse(
         &args,
         exe_dir.join("skiff"),
         exe_dir.join("examples/dnsperf"),
     )?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let mut signals = Signals::new()?;
-        println!(
-            "skiff-bench-net: HTTP through a ClusterIP vs direct, cluster DNS, readiness → proxy programmed (one node, real runc; {} run(s))",
-            opts.runs
-        );
-        run(opts, &mut signals).await
-    })
+    println!(
+        "skiff-bench-net: HTTP through a ClusterIP vs direct, cluster DNS, readiness → proxy programmed (one node, real runc; {} run(s))",
+        opts.runs
+    );
+    block_on_with_signals(|signals| run(opts, signals))
 }
 
 #[cfg(test)]
@@ -1175,14 +942,6 @@ mod tests {
         assert_eq!(netstat_counter(text, "IpExt", "PAWSEstab"), None);
         assert_eq!(netstat_counter(text, "TcpExt", "Nope"), None);
         assert_eq!(netstat_counter("", "TcpExt", "PAWSEstab"), None);
-    }
-
-    #[test]
-    fn percentiles_by_nearest_rank() {
-        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(percentile(&v, 0.5), Duration::from_millis(50));
-        assert_eq!(percentile(&v, 0.99), Duration::from_millis(99));
-        assert_eq!(percentile(&[], 0.5), Duration::ZERO);
     }
 
     #[test]

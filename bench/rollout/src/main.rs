@@ -29,12 +29,16 @@
 //! Every process it starts is killed and every temp dir removed when it ends,
 //! also on errors, Ctrl-C and SIGTERM. It binds and talks to 127.0.0.1 only.
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, PostParams};
-use skiff_bench_common::{Proc, TempDir, cpu_s, free_port, kube_client, median};
+use skiff_bench_common::{
+    Proc, TempDir, block_on_with_signals, check_built, check_repo_root, cpu_s, exe_dir, flags,
+    median, node_ready, positive, private_skiff_with_busybox, run_cmd, start_server, unknown,
+    wait_pods_gone,
+};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The Deployment's name (namespace `default`).
@@ -72,37 +76,19 @@ impl Opts {
             memory_request: "16Mi".into(),
             runc_scale: false,
         };
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            if flag == "-h" || flag == "--help" {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            if flag == "--runc-scale" {
-                o.runc_scale = true;
-                continue;
-            }
-            let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-            let num = || -> Result<usize> {
-                let n: usize = value
-                    .parse()
-                    .with_context(|| format!("{flag} {value:?}: not a number"))?;
-                if n == 0 {
-                    bail!("{flag} must be at least 1");
-                }
-                Ok(n)
-            };
-            match flag.as_str() {
-                "--skiff" => o.skiff = PathBuf::from(value),
-                "--kubectl" => o.kubectl = PathBuf::from(value),
-                "--nodes" => o.nodes = num()?,
-                "--replicas" => o.replicas = num()?,
-                "--runs" => o.runs = num()?,
-                "--timeout" => o.timeout_s = num()? as u64,
-                "--sim-concurrency" => o.sim_concurrency = num()?,
-                "--cpu-request" => o.cpu_request = value.clone(),
-                "--memory-request" => o.memory_request = value.clone(),
-                _ => bail!("unknown flag {flag:?}\n{USAGE}"),
+        for f in flags(args, USAGE, &["--runc-scale"])? {
+            match f.name {
+                "--runc-scale" => o.runc_scale = true,
+                "--skiff" => o.skiff = PathBuf::from(f.value),
+                "--kubectl" => o.kubectl = PathBuf::from(f.value),
+                "--nodes" => o.nodes = positive(f)?,
+                "--replicas" => o.replicas = positive(f)?,
+                "--runs" => o.runs = positive(f)?,
+                "--timeout" => o.timeout_s = positive(f)? as u64,
+                "--sim-concurrency" => o.sim_concurrency = positive(f)?,
+                "--cpu-request" => o.cpu_request = f.value.to_string(),
+                "--memory-request" => o.memory_request = f.value.to_string(),
+                _ => return Err(unknown(f, USAGE)),
             }
         }
         Ok(o)
@@ -165,62 +151,14 @@ fn deployment_json(replicas: usize, cpu: &str, memory: &str) -> serde_json::Valu
     })
 }
 
-/// Starts `skiff server` (with `extra` flags) on a fresh port in `data` and
-/// waits until it answers `/readyz`.
-async fn start_server(
-    skiff: &Path,
-    dir: &Path,
-    extra: &[&str],
-) -> Result<(Proc, kube::Client, u16)> {
-    let data = dir.join("data");
-    let port = free_port()?;
-    let mut server = Proc::spawn(
-        Command::new(skiff)
-            .arg("server")
-            .args(extra)
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["--bind-address", "127.0.0.1"])
-            .args(["--https-listen-port", &port.to_string()]),
-        dir.join("server.log"),
-    )?;
-    let kubeconfig = data.join("kubeconfig.yaml");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        server.check_alive("skiff server")?;
-        if Instant::now() > deadline {
-            bail!("skiff server not ready within 60 s");
-        }
-        if let Ok(text) = std::fs::read_to_string(&kubeconfig)
-            && text.contains(&format!(":{port}"))
-            && let Ok(c) = kube_client(&kubeconfig).await
-            && c.request_text(http::Request::get("/readyz").body(Vec::new())?)
-                .await
-                .is_ok()
-        {
-            return Ok((server, c, port));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Runs the real kubectl against the server; fails with its output if it fails.
+/// Runs the real kubectl against the server: its stdout and stderr, or an
+/// error with them.
 fn kubectl(opts: &Opts, kubeconfig: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new(&opts.kubectl)
-        .env("KUBECONFIG", kubeconfig)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {}", opts.kubectl.display()))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if !out.status.success() {
-        bail!("kubectl {args:?}: {text}");
-    }
-    Ok(text)
+    run_cmd(
+        Command::new(&opts.kubectl)
+            .env("KUBECONFIG", kubeconfig)
+            .args(args),
+    )
 }
 
 /// Polls the Deployment every 20 ms until it is rolled out (as `kubectl
@@ -266,8 +204,13 @@ struct Rollout {
 
 async fn hollow(opts: &Opts) -> Result<()> {
     let dir = TempDir::new(env!("CARGO_PKG_NAME"))?;
-    let (mut server, client, port) =
-        start_server(&opts.skiff, &dir.0, &["--disable-agent"]).await?;
+    let (mut server, client, port) = start_server(
+        &opts.skiff,
+        &dir.0.join("data"),
+        &dir.0.join("server.log"),
+        &["--disable-agent".as_ref()],
+    )
+    .await?;
     let kubeconfig = dir.0.join("data/kubeconfig.yaml");
     let token = std::fs::read_to_string(dir.0.join("data/token")).context("reading the token")?;
     let t_sim = Instant::now();
@@ -393,12 +336,7 @@ async fn hollow(opts: &Opts) -> Result<()> {
 }
 
 async fn run(opts: Opts) -> Result<()> {
-    if !opts.skiff.exists() {
-        bail!(
-            "{} does not exist (build it: cargo build --release -p skiff)",
-            opts.skiff.display()
-        );
-    }
+    check_built(&opts.skiff, "cargo build --release -p skiff")?;
     if opts.runc_scale {
         println!(
             "skiff-bench-rollout --runc-scale: a Deployment of busybox `sleep 3600` scaled 10 → 100 → 10 on real runc (one node: the server's embedded agent)"
@@ -417,37 +355,12 @@ async fn run(opts: Opts) -> Result<()> {
 
 /// The 10→100→10 scale on real runc containers.
 async fn runc_scale(opts: &Opts) -> Result<()> {
-    let script = Path::new("scripts/build-busybox-image.sh");
-    if !script.exists() {
-        bail!(
-            "run from the repository root ({} not found)",
-            script.display()
-        );
-    }
+    check_repo_root()?;
     let dir = TempDir::new(env!("CARGO_PKG_NAME"))?;
-    // A private copy of skiff: the shims run the same file, which a build must not replace.
-    let skiff = dir.0.join("skiff");
-    std::fs::copy(&opts.skiff, &skiff).context("copying skiff")?;
-    let image = dir.0.join("busybox.tar");
-    let st = Command::new("bash")
-        .arg(script)
-        .arg(&image)
-        .stdout(Stdio::null())
-        .status()?;
-    if !st.success() {
-        bail!("{} failed", script.display());
-    }
-    let st = Command::new(&skiff)
-        .args(["image", "import"])
-        .arg(&image)
-        .arg("--data-dir")
-        .arg(dir.0.join("data"))
-        .stdout(Stdio::null())
-        .status()?;
-    if !st.success() {
-        bail!("skiff image import failed");
-    }
-    let (mut server, client, _) = start_server(&skiff, &dir.0, &[]).await?;
+    let data = dir.0.join("data");
+    let skiff = private_skiff_with_busybox(&opts.skiff, &dir.0, &data)?;
+    let (mut server, client, _) =
+        start_server(&skiff, &data, &dir.0.join("server.log"), &[]).await?;
     let kubeconfig = dir.0.join("data/kubeconfig.yaml");
     let result = scale_phases(opts, &client, &dir.0.join("data"), &mut server).await;
     // Leave nothing running: delete the pods, let the agent stop them, then stop the server.
@@ -457,14 +370,7 @@ async fn runc_scale(opts: &Opts) -> Result<()> {
         &["delete", "deployment", NAME, "--wait=false"],
     );
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::default_namespaced(client.clone());
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline {
-        match pods.list(&Default::default()).await {
-            Ok(l) if l.items.is_empty() => break,
-            Err(_) => break,
-            _ => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    }
+    wait_pods_gone(&pods, Duration::from_secs(120), || true).await;
     server.stop(Duration::from_secs(30));
     result
 }
@@ -485,12 +391,7 @@ async fn scale_phases(
             .await?
             .items
             .iter()
-            .any(|n| {
-                n.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            });
+            .any(node_ready);
         if ready {
             break;
         }
@@ -596,28 +497,11 @@ async fn scale_phases(
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let default_skiff = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join("skiff")))
-        .unwrap_or_else(|| PathBuf::from("skiff"));
-    let opts = Opts::parse(&args, default_skiff)?;
+    let opts = Opts::parse(&args, exe_dir().join("skiff"))?;
     let limit = Duration::from_secs(opts.timeout_s * (opts.runs as u64 + 2) + 60);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate())?;
-        // Dropping `run` drops its guards, which kill the server and the sim
-        // and remove the temp dirs.
-        tokio::select! {
-            r = tokio::time::timeout(limit, run(opts)) => {
-                r.map_err(|_| anyhow!("benchmark did not finish within {} s", limit.as_secs())).and_then(|r| r)
-            }
-            _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
-            _ = term.recv() => Err(anyhow!("terminated")),
-        }
-    })
+    // Dropping `run` drops its guards, which kill the server and the sim
+    // and remove the temp dirs.
+    block_on_with_signals(|mut signals| async move { signals.within(limit, run(opts)).await })
 }
 
 #[cfg(test)]

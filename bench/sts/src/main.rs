@@ -29,17 +29,19 @@
 //! any runc container left, unmounts whatever is still mounted under its temp
 //! dir and removes it.
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, bail};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use skiff_bench_common::{Proc, TempDir, free_port, kube_client, median};
+use skiff_bench_common::{
+    Proc, Signals, TempDir, block_on_with_signals, check_built, check_repo_root, exe_dir, flags,
+    force_cleanup, max, median, ms, node_ready, pod_ready, poll_until, positive,
+    private_skiff_with_busybox, start_server, unknown,
+};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// How often the StatefulSet phase polls the API (as the task asks).
 const STS_POLL: Duration = Duration::from_millis(50);
@@ -71,28 +73,13 @@ impl Opts {
             claims: 10,
             timeout_s: 1800,
         };
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            if flag == "-h" || flag == "--help" {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-            let num = || -> Result<usize> {
-                let n: usize = value
-                    .parse()
-                    .with_context(|| format!("{flag} {value:?}: not a number"))?;
-                if n == 0 {
-                    bail!("{flag} must be at least 1");
-                }
-                Ok(n)
-            };
-            match flag.as_str() {
-                "--skiff" => o.skiff = PathBuf::from(value),
-                "--runs" => o.runs = num()?,
-                "--claims" => o.claims = num()?,
-                "--timeout" => o.timeout_s = num()? as u64,
-                _ => bail!("unknown flag {flag:?}\n{USAGE}"),
+        for f in flags(args, USAGE, &[])? {
+            match f.name {
+                "--skiff" => o.skiff = PathBuf::from(f.value),
+                "--runs" => o.runs = positive(f)?,
+                "--claims" => o.claims = positive(f)?,
+                "--timeout" => o.timeout_s = positive(f)? as u64,
+                _ => return Err(unknown(f, USAGE)),
             }
         }
         Ok(o)
@@ -108,16 +95,6 @@ const CASES: [(i32, &str); 4] = [
     (10, "OrderedReady"),
     (10, "Parallel"),
 ];
-
-/// Milliseconds of a duration.
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// The largest sample (NaN when empty).
-fn max(v: &[f64]) -> f64 {
-    v.iter().copied().fold(f64::NAN, f64::max)
-}
 
 /// The headless Service the StatefulSet names (`clusterIP: None`).
 fn headless_service_json() -> serde_json::Value {
@@ -249,14 +226,6 @@ fn pod_running(p: &Pod) -> bool {
     p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
 }
 
-/// Whether the pod's Ready condition is True.
-fn pod_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 /// Whether the default StorageClass is there (annotation
 /// `storageclass.kubernetes.io/is-default-class: "true"`).
 fn is_default_class(c: &StorageClass) -> bool {
@@ -267,91 +236,7 @@ fn is_default_class(c: &StorageClass) -> bool {
         .is_some_and(|v| v == "true")
 }
 
-/// Whether the node's Ready condition is True.
-fn node_ready(n: &Node) -> bool {
-    n.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 // ------------------------------------------------------------------ processes
-
-/// SIGINT or SIGTERM, whichever comes first.
-struct Signals {
-    int: Signal,
-    term: Signal,
-}
-
-impl Signals {
-    fn new() -> Result<Signals> {
-        Ok(Signals {
-            int: signal(SignalKind::interrupt())?,
-            term: signal(SignalKind::terminate())?,
-        })
-    }
-
-    async fn recv(&mut self) -> anyhow::Error {
-        tokio::select! {
-            _ = self.int.recv() => anyhow!("interrupted"),
-            _ = self.term.recv() => anyhow!("terminated"),
-        }
-    }
-}
-
-/// Runs a command; fails with its output if it fails.
-fn run_cmd(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {:?}", cmd.get_program()))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if !out.status.success() {
-        bail!("{cmd:?}: {text}");
-    }
-    Ok(text)
-}
-
-/// Starts `skiff server` (embedded agent, default networking, volumes under
-/// `storage`) on a fresh port with data under `dir/data` and waits until it
-/// answers `/readyz`.
-async fn start_server(skiff: &Path, dir: &Path, storage: &Path) -> Result<(Proc, kube::Client)> {
-    let data = dir.join("data");
-    let port = free_port()?;
-    let mut server = Proc::spawn(
-        Command::new(skiff)
-            .arg("server")
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["--bind-address", "127.0.0.1"])
-            .args(["--https-listen-port", &port.to_string()])
-            .arg("--default-local-storage-path")
-            .arg(storage),
-        dir.join("server.log"),
-    )?;
-    let kubeconfig = data.join("kubeconfig.yaml");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        server.check_alive("skiff server")?;
-        if Instant::now() > deadline {
-            bail!("skiff server not ready within 60 s");
-        }
-        if let Ok(text) = std::fs::read_to_string(&kubeconfig)
-            && text.contains(&format!(":{port}"))
-            && let Ok(c) = kube_client(&kubeconfig).await
-            && c.request_text(http::Request::get("/readyz").body(Vec::new())?)
-                .await
-                .is_ok()
-        {
-            return Ok((server, c));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Polls `check` every `every` until it yields a value, failing after
 /// `timeout` or when the server has died.
@@ -360,29 +245,14 @@ async fn wait_for<T, F, Fut>(
     every: Duration,
     timeout: Duration,
     server: &mut Proc,
-    mut check: F,
+    check: F,
 ) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>>>,
 {
-    let deadline = Instant::now() + timeout;
-    let mut last_err = None;
-    loop {
-        match check().await {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last_err = Some(e),
-        }
-        server.check_alive("skiff server")?;
-        if Instant::now() > deadline {
-            bail!(
-                "{what}: not within {} s (last error: {last_err:?})",
-                timeout.as_secs()
-            );
-        }
-        tokio::time::sleep(every).await;
-    }
+    let alive = || server.check_alive("skiff server");
+    poll_until(what, every, timeout, alive, check).await
 }
 
 /// The entries of the storage directory (volume directories left).
@@ -773,122 +643,50 @@ async fn cleanup(apis: &Apis, storage: &Path, server: &mut Proc) {
     server.stop(Duration::from_secs(30));
 }
 
-/// Whatever the orderly cleanup left: runc containers under the data dir are
-/// killed and deleted, mounts under `dir` unmounted.
-fn force_cleanup(dir: &Path) {
-    let root = dir.join("data/agent/containers/runc");
-    if root.exists()
-        && let Ok(out) = Command::new("runc")
-            .arg("--root")
-            .arg(&root)
-            .args(["list", "-q"])
-            .stderr(Stdio::null())
-            .output()
-    {
-        for id in String::from_utf8_lossy(&out.stdout).lines() {
-            eprintln!("  cleanup: force-deleting runc container {id}");
-            let _ = Command::new("runc")
-                .arg("--root")
-                .arg(&root)
-                .args(["delete", "--force", id])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    // Deepest first.
-    let mut mounts: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(PathBuf::from))
-        .filter(|p| p.starts_with(dir))
-        .collect();
-    mounts.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    for m in mounts {
-        let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
-async fn run(opts: Opts, signals: &mut Signals) -> Result<()> {
-    let script = Path::new("scripts/build-busybox-image.sh");
-    if !script.exists() {
-        bail!(
-            "run from the repository root ({} not found)",
-            script.display()
-        );
-    }
-    if !opts.skiff.exists() {
-        bail!(
-            "{} does not exist (build it: cargo build --release -p skiff)",
-            opts.skiff.display()
-        );
-    }
+async fn run(opts: Opts, mut signals: Signals) -> Result<()> {
+    check_repo_root()?;
+    check_built(&opts.skiff, "cargo build --release -p skiff")?;
     let dir = TempDir::new(env!("CARGO_PKG_NAME"))?;
     let data = dir.0.join("data");
     let storage = dir.0.join("storage");
     std::fs::create_dir_all(&storage)?;
     let setup = async {
-        // A private copy of skiff: the shims run the same file, which a build must not replace.
-        let skiff = dir.0.join("skiff");
-        std::fs::copy(&opts.skiff, &skiff).context("copying skiff")?;
-        let image = dir.0.join("busybox.tar");
-        run_cmd(Command::new("bash").arg(script).arg(&image))?;
-        run_cmd(
-            Command::new(&skiff)
-                .args(["image", "import"])
-                .arg(&image)
-                .arg("--data-dir")
-                .arg(&data),
-        )?;
-        start_server(&skiff, &dir.0, &storage).await
+        let skiff = private_skiff_with_busybox(&opts.skiff, &dir.0, &data)?;
+        let extra = ["--default-local-storage-path".as_ref(), storage.as_os_str()];
+        start_server(&skiff, &data, &dir.0.join("server.log"), &extra).await
     };
-    let (mut server, client) = tokio::select! {
-        r = setup => r?,
-        e = signals.recv() => return Err(e),
-    };
+    let (mut server, client, _) = signals.unless_signalled(setup).await?;
     let apis = Apis::new(&client);
     let mut fig = Figures::default();
     let limit = Duration::from_secs(opts.timeout_s);
-    let outcome = tokio::select! {
-        r = tokio::time::timeout(limit, measure(&opts, &apis, &storage, &mut server, &mut fig)) => {
-            r.map_err(|_| anyhow!("benchmark did not finish within {} s", limit.as_secs())).and_then(|r| r)
-        }
-        e = signals.recv() => Err(e),
-    };
+    let outcome = signals
+        .within(
+            limit,
+            measure(&opts, &apis, &storage, &mut server, &mut fig),
+        )
+        .await;
     if outcome.is_ok() {
         report(&opts, &fig);
     }
     println!(
         "  cleaning up: deleting the StatefulSet, pods, claims and volumes, stopping the server"
     );
-    tokio::select! {
-        _ = cleanup(&apis, &storage, &mut server) => {}
-        _ = signals.recv() => eprintln!("  cleanup interrupted: killing what is left"),
-    }
+    signals
+        .clean_up(cleanup(&apis, &storage, &mut server))
+        .await;
     drop(server);
-    force_cleanup(&dir.0);
+    force_cleanup(&data.join("agent/containers/runc"), &dir.0);
     outcome
 }
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let exe_dir = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_default();
-    let opts = Opts::parse(&args, exe_dir.join("skiff"))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let mut signals = Signals::new()?;
-        println!(
-            "skiff-bench-sts: StatefulSets with volumes to Ready, local-path provisioning latency (one node, real runc; {} run(s), {} claim(s))",
-            opts.runs, opts.claims
-        );
-        run(opts, &mut signals).await
-    })
+    let opts = Opts::parse(&args, exe_dir().join("skiff"))?;
+    println!(
+        "skiff-bench-sts: StatefulSets with volumes to Ready, local-path provisioning latency (one node, real runc; {} run(s), {} claim(s))",
+        opts.runs, opts.claims
+    );
+    block_on_with_signals(|signals| run(opts, signals))
 }
 
 #[cfg(test)]
@@ -997,9 +795,7 @@ mod tests {
     }
 
     #[test]
-    fn maxima_and_case_times() {
-        assert_eq!(max(&[1.0, 3.0, 2.0]), 3.0);
-        assert!(max(&[]).is_nan());
+    fn case_times_per_shape() {
         let fig = Figures {
             sts: vec![
                 StsRun {
