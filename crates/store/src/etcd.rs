@@ -183,9 +183,7 @@ impl EtcdStore {
     /// Whether a read at `revision` still works, i.e. `revision` is not
     /// below the compacted revision.
     async fn readable_at(&self, revision: Revision) -> Result<bool> {
-        let options = GetOptions::new()
-            .with_revision(revision)
-            .with_count_only();
+        let options = GetOptions::new().with_revision(revision).with_count_only();
         match self.kv().get(vec![0], Some(options)).await {
             Ok(_) => Ok(true),
             Err(err) if err.to_string().contains(COMPACTED_MESSAGE) => Ok(false),
@@ -401,7 +399,11 @@ impl Store for EtcdStore {
 
     async fn current_revision(&self) -> Result<Revision> {
         let options = GetOptions::new().with_count_only();
-        let response = self.kv().get(vec![0], Some(options)).await.map_err(backend)?;
+        let response = self
+            .kv()
+            .get(vec![0], Some(options))
+            .await
+            .map_err(backend)?;
         header_revision(response.header())
     }
 
