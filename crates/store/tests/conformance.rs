@@ -69,6 +69,12 @@ fn free_port() -> u16 {
 /// A fresh single-member etcd in a temporary directory, or `None` (with a
 /// loud message) when etcd is not installed and this is not CI.
 async fn etcd() -> Option<Fixture> {
+    let (fixture, _) = etcd_with_endpoint().await?;
+    Some(fixture)
+}
+
+/// [`etcd`], also returning the client endpoint for more connections.
+async fn etcd_with_endpoint() -> Option<(Fixture, String)> {
     if !Path::new(ETCD).exists() {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -107,7 +113,7 @@ async fn etcd() -> Option<Fixture> {
         .expect("start etcd");
     let process = EtcdProcess(child);
     let started = Instant::now();
-    let endpoints = [client];
+    let endpoints = [client.clone()];
     let store = loop {
         match EtcdStore::connect(&endpoints, None).await {
             Ok(store) => break store,
@@ -118,12 +124,13 @@ async fn etcd() -> Option<Fixture> {
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     };
-    Some(Fixture {
+    let fixture = Fixture {
         store: Arc::new(store),
         base: 1,
         _etcd: Some(process),
         _dir: Some(dir),
-    })
+    };
+    Some((fixture, client))
 }
 
 /// Runs each named suite function against every backend.
@@ -603,6 +610,94 @@ async fn concurrent_creates_from_16_tasks_get_distinct_revisions(f: Fixture) {
     let (items, rev) = f.store.list("/c/").await.unwrap();
     assert_eq!(items.len(), TASKS * PER_TASK);
     assert_eq!(rev, last);
+}
+
+// ---- etcd only ----
+
+/// A list larger than one page is one snapshot: every key, in order, at one revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_list_pages_through_a_consistent_snapshot() {
+    let Some(f) = etcd().await else { return };
+    let total = skiff_store::etcd::LIST_PAGE as usize * 2 + 500;
+    let tasks: Vec<_> = (0..16)
+        .map(|t| {
+            let store = f.store.clone();
+            tokio::spawn(async move {
+                for i in (t..total).step_by(16) {
+                    store
+                        .create(&format!("/registry/pods/default/p-{i:05}"), b("v"))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    // Writes after the list's first page must not show up in it.
+    let writer = {
+        let store = f.store.clone();
+        tokio::spawn(async move {
+            for i in 0..200 {
+                store
+                    .create(&format!("/registry/pods/default/z-{i:05}"), b("late"))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let (items, rev) = f.store.list("/registry/pods/").await.unwrap();
+    writer.await.unwrap();
+    let before_list: Vec<_> = items.iter().filter(|kv| kv.mod_revision <= rev).collect();
+    assert_eq!(
+        before_list.len(),
+        items.len(),
+        "items newer than the list revision"
+    );
+    let late = items.iter().filter(|kv| kv.value == b("late")).count() as Revision;
+    assert_eq!(rev, f.base + total as Revision + late);
+    assert_eq!(items.len(), total + late as usize);
+    assert!(
+        items.windows(2).all(|w| w[0].key < w[1].key),
+        "not in key order"
+    );
+}
+
+/// Two servers on one etcd: each sees the other's writes and compactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_two_clients_share_writes_watches_and_compaction() {
+    let Some((f, endpoint)) = etcd_with_endpoint().await else {
+        return;
+    };
+    let a = &*f.store;
+    let other = EtcdStore::connect(&[endpoint], None).await.unwrap();
+    let mut watch = other.watch("/registry/", f.base).await.unwrap();
+    let created = a.create("/registry/x", b("1")).await.unwrap();
+    let event = take(&mut watch, 1).await.remove(0);
+    assert_eq!((event.kind, event.revision()), (EventKind::Create, created));
+    assert_eq!(
+        other.update("/registry/x", b("2"), f.base).await,
+        Err(StoreError::Conflict {
+            key: "/registry/x".into(),
+            expected: f.base,
+            current: created,
+        })
+    );
+    let updated = other.update("/registry/x", b("2"), created).await.unwrap();
+    a.create("/registry/y", b("3")).await.unwrap();
+    // `a` compacts; `other` never did and still knows.
+    a.compact(updated).await.unwrap();
+    assert_eq!(other.compacted_revision().await.unwrap(), updated);
+    assert_eq!(
+        other.watch("/registry/", created - 1).await.err(),
+        Some(StoreError::Compacted {
+            requested: created - 1,
+            compacted: updated,
+        })
+    );
+    // The open watch keeps going.
+    assert_eq!(take(&mut watch, 2).await[1].kv.key, "/registry/y");
 }
 
 // ---- SQLite only ----
