@@ -192,8 +192,8 @@ impl EtcdStore {
         }
     }
 
-    /// The key's current value, if it exists (for error reports).
-    async fn current_of(&self, responses: Vec<TxnOpResponse>) -> Option<KeyValue> {
+    /// The key's current value from a failed transaction's read, if it exists.
+    fn current_of(responses: Vec<TxnOpResponse>) -> Option<KeyValue> {
         responses.into_iter().find_map(|response| match response {
             TxnOpResponse::Get(get) => get.kvs().first().and_then(|kv| to_kv(kv).ok()),
             _ => None,
@@ -221,7 +221,7 @@ impl EtcdStore {
         if response.succeeded() {
             return Ok(response);
         }
-        match self.current_of(response.op_responses()).await {
+        match Self::current_of(response.op_responses()) {
             None => Err(StoreError::NotFound {
                 key: key.to_owned(),
             }),
@@ -336,8 +336,8 @@ impl Store for EtcdStore {
                 TxnOpResponse::Delete(delete) => delete.prev_kvs().first().cloned(),
                 _ => None,
             })
-            // The key existed in the same transaction, so this is a race
-            // with nothing: etcd always returns the previous value here.
+            // The comparison proved the key exists in this same
+            // transaction, so etcd always returns its previous value.
             .ok_or_else(|| backend(format!("delete of {key} returned no previous value")))?;
         let mut last = to_kv(&prev)?;
         last.mod_revision = revision;
