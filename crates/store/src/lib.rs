@@ -10,17 +10,20 @@
 //! - this file: the [`Store`] trait, its types and errors.
 //! - [`memory`]: an in-memory backend for tests.
 //! - [`sqlite`]: the default backend, one SQLite file in WAL mode with group commit.
+//! - [`etcd`]: an etcd cluster, for several servers on one datastore.
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
+pub mod etcd;
 pub mod memory;
 pub mod sqlite;
 
+pub use etcd::{EtcdStore, EtcdTls};
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
-/// A store revision; 0 means "before any write".
+/// A store revision; 0 means "before any write" (etcd starts at 1).
 pub type Revision = i64;
 
 /// One key and its current value.

@@ -1,5 +1,6 @@
-//! One behaviour suite, written once and run against every backend, plus
-//! SQLite-only tests for durability, bounded growth and write throughput.
+//! One behaviour suite, written once and run against every backend (memory,
+//! SQLite, and a real etcd started per test), plus SQLite-only tests for
+//! durability, bounded growth and write throughput.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -10,19 +11,26 @@ use bytes::Bytes;
 use futures::StreamExt;
 use skiff_store::sqlite::SqliteOptions;
 use skiff_store::{
-    Event, EventKind, KeyValue, MemoryStore, Revision, SqliteStore, Store, StoreError, WatchStream,
+    EtcdStore, Event, EventKind, KeyValue, MemoryStore, Revision, SqliteStore, Store, StoreError,
+    WatchStream,
 };
 use tempfile::TempDir;
 
-/// A store under test, with the directory that holds its file (if any).
+/// A store under test, with the directory that holds its file (if any)
+/// and the etcd process serving it (if any).
 struct Fixture {
     store: Arc<dyn Store>,
+    /// The revision of the empty store: 0, or 1 for etcd.
+    base: Revision,
+    _etcd: Option<EtcdProcess>,
     _dir: Option<TempDir>,
 }
 
 fn memory() -> Fixture {
     Fixture {
         store: Arc::new(MemoryStore::new()),
+        base: 0,
+        _etcd: None,
         _dir: None,
     }
 }
@@ -32,11 +40,100 @@ fn sqlite() -> Fixture {
     let store = SqliteStore::open(&dir.path().join("state.db"), SqliteOptions::default()).unwrap();
     Fixture {
         store: Arc::new(store),
+        base: 0,
+        _etcd: None,
         _dir: Some(dir),
     }
 }
 
-/// Runs each named suite function against both backends.
+const ETCD: &str = "/usr/bin/etcd";
+
+/// An etcd server this test started; killed when dropped.
+struct EtcdProcess(std::process::Child);
+
+impl Drop for EtcdProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A fresh single-member etcd in a temporary directory, or `None` (with a
+/// loud message) when etcd is not installed and this is not CI.
+async fn etcd() -> Option<Fixture> {
+    let (fixture, _) = etcd_with_endpoint().await?;
+    Some(fixture)
+}
+
+/// [`etcd`], also returning the client endpoint for more connections.
+async fn etcd_with_endpoint() -> Option<(Fixture, String)> {
+    if !Path::new(ETCD).exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{ETCD} is missing: CI must install etcd-server"
+        );
+        eprintln!(
+            "!!! SKIPPED: {ETCD} is missing; install Debian etcd-server to run the etcd suite"
+        );
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let client = format!("http://127.0.0.1:{}", free_port());
+    let peer = format!("http://127.0.0.1:{}", free_port());
+    let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
+    let child = std::process::Command::new(ETCD)
+        .args(["--name", "test", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args([
+            "--unsafe-no-fsync",
+            "--heartbeat-interval=10",
+            "--election-timeout=100",
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+            "--initial-cluster",
+            &format!("test={peer}"),
+        ])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start etcd");
+    let process = EtcdProcess(child);
+    let started = Instant::now();
+    let endpoints = [client.clone()];
+    let store = loop {
+        match EtcdStore::connect(&endpoints, None).await {
+            Ok(store) => break store,
+            Err(err) if started.elapsed() > Duration::from_secs(10) => {
+                let log = std::fs::read_to_string(dir.path().join("etcd.log")).unwrap_or_default();
+                panic!("etcd did not come up: {err}\n{log}");
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    let fixture = Fixture {
+        store: Arc::new(store),
+        base: 1,
+        _etcd: Some(process),
+        _dir: Some(dir),
+    };
+    Some((fixture, client))
+}
+
+/// Runs each named suite function against every backend.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod memory_backend {
@@ -52,6 +149,16 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
                     super::$name(super::sqlite()).await;
+                }
+            )*
+        }
+        mod etcd_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    if let Some(fixture) = super::etcd().await {
+                        super::$name(fixture).await;
+                    }
                 }
             )*
         }
@@ -272,9 +379,10 @@ async fn delete_with_and_without_precondition(f: Fixture) {
 
 async fn revisions_strictly_increase_and_failures_use_none(f: Fixture) {
     let s = &*f.store;
-    assert_eq!(s.current_revision().await.unwrap(), 0);
-    assert_eq!(s.list("/").await.unwrap().1, 0);
-    let mut seen = vec![0];
+    let base = f.base;
+    assert_eq!(s.current_revision().await.unwrap(), base);
+    assert_eq!(s.list("/").await.unwrap().1, base);
+    let mut seen = vec![base];
     for i in 0..5 {
         let key = format!("/k/{i}");
         seen.push(s.create(&key, b("x")).await.unwrap());
@@ -285,10 +393,10 @@ async fn revisions_strictly_increase_and_failures_use_none(f: Fixture) {
         seen.push(s.delete(&key, None).await.unwrap().mod_revision);
         assert!(s.delete(&key, None).await.is_err());
     }
-    let want: Vec<Revision> = (0..=15).collect();
+    let want: Vec<Revision> = (base..=base + 15).collect();
     assert_eq!(seen, want);
-    assert_eq!(s.current_revision().await.unwrap(), 15);
-    assert_eq!(s.list("/nothing/").await.unwrap().1, 15);
+    assert_eq!(s.current_revision().await.unwrap(), base + 15);
+    assert_eq!(s.list("/nothing/").await.unwrap().1, base + 15);
 }
 
 async fn watch_from_zero_replays_all_history(f: Fixture) {
@@ -425,45 +533,53 @@ async fn delete_events_carry_the_last_value(f: Fixture) {
 
 async fn compaction_fails_old_watches_and_keeps_newer_ones(f: Fixture) {
     let s = &*f.store;
+    let base = f.base;
     assert_eq!(s.compacted_revision().await.unwrap(), 0);
     for i in 1..=10 {
         s.create(&format!("/k/{i:02}"), b("v")).await.unwrap();
     }
-    s.compact(5).await.unwrap();
-    assert_eq!(s.compacted_revision().await.unwrap(), 5);
-    for after in [0, 3, 4] {
+    let last = base + 10;
+    s.compact(base + 5).await.unwrap();
+    assert_eq!(s.compacted_revision().await.unwrap(), base + 5);
+    for after in [0, base + 3, base + 4] {
         match s.watch("/", after).await {
             Err(err) => assert_eq!(
                 err,
                 StoreError::Compacted {
                     requested: after,
-                    compacted: 5
+                    compacted: base + 5
                 }
             ),
             Ok(_) => panic!("watch after {after} should fail"),
         }
     }
-    for after in [5, 7, 10] {
+    for after in [base + 5, base + 7, last] {
         let mut watch = s.watch("/", after).await.unwrap();
-        let events = take(&mut watch, (10 - after) as usize).await;
+        let events = take(&mut watch, (last - after) as usize).await;
         let revs: Vec<_> = events.iter().map(Event::revision).collect();
-        assert_eq!(revs, ((after + 1)..=10).collect::<Vec<_>>());
+        assert_eq!(revs, ((after + 1)..=last).collect::<Vec<_>>());
         assert_quiet(&mut watch).await;
     }
     // Current state is untouched.
     assert_eq!(s.list("/k/").await.unwrap().0.len(), 10);
-    assert_eq!(s.get("/k/01").await.unwrap().unwrap().mod_revision, 1);
+    assert_eq!(
+        s.get("/k/01").await.unwrap().unwrap().mod_revision,
+        base + 1
+    );
     // Older compactions are no-ops; a future one is refused.
-    s.compact(2).await.unwrap();
-    assert_eq!(s.compacted_revision().await.unwrap(), 5);
-    assert!(matches!(s.compact(11).await, Err(StoreError::Backend(_))));
+    s.compact(base + 2).await.unwrap();
+    assert_eq!(s.compacted_revision().await.unwrap(), base + 5);
+    assert!(matches!(
+        s.compact(last + 1).await,
+        Err(StoreError::Backend(_))
+    ));
     // Compacting everything still leaves the revision counter intact.
-    s.compact(10).await.unwrap();
-    assert_eq!(s.current_revision().await.unwrap(), 10);
-    assert_eq!(s.list("/").await.unwrap().1, 10);
-    let mut watch = s.watch("/", 10).await.unwrap();
-    assert_eq!(s.create("/k/11", b("v")).await.unwrap(), 11);
-    assert_eq!(take(&mut watch, 1).await[0].revision(), 11);
+    s.compact(last).await.unwrap();
+    assert_eq!(s.current_revision().await.unwrap(), last);
+    assert_eq!(s.list("/").await.unwrap().1, last);
+    let mut watch = s.watch("/", last).await.unwrap();
+    assert_eq!(s.create("/k/11", b("v")).await.unwrap(), last + 1);
+    assert_eq!(take(&mut watch, 1).await[0].revision(), last + 1);
 }
 
 async fn concurrent_creates_from_16_tasks_get_distinct_revisions(f: Fixture) {
@@ -488,11 +604,100 @@ async fn concurrent_creates_from_16_tasks_get_distinct_revisions(f: Fixture) {
     }
     let distinct: BTreeSet<_> = all.iter().copied().collect();
     assert_eq!(distinct.len(), TASKS * PER_TASK);
-    let want: BTreeSet<Revision> = (1..=(TASKS * PER_TASK) as Revision).collect();
+    let last = f.base + (TASKS * PER_TASK) as Revision;
+    let want: BTreeSet<Revision> = (f.base + 1..=last).collect();
     assert_eq!(distinct, want);
     let (items, rev) = f.store.list("/c/").await.unwrap();
     assert_eq!(items.len(), TASKS * PER_TASK);
-    assert_eq!(rev, (TASKS * PER_TASK) as Revision);
+    assert_eq!(rev, last);
+}
+
+// ---- etcd only ----
+
+/// A list larger than one page is one snapshot: every key, in order, at one revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_list_pages_through_a_consistent_snapshot() {
+    let Some(f) = etcd().await else { return };
+    let total = skiff_store::etcd::LIST_PAGE as usize * 2 + 500;
+    let tasks: Vec<_> = (0..16)
+        .map(|t| {
+            let store = f.store.clone();
+            tokio::spawn(async move {
+                for i in (t..total).step_by(16) {
+                    store
+                        .create(&format!("/registry/pods/default/p-{i:05}"), b("v"))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    // Writes after the list's first page must not show up in it.
+    let writer = {
+        let store = f.store.clone();
+        tokio::spawn(async move {
+            for i in 0..200 {
+                store
+                    .create(&format!("/registry/pods/default/z-{i:05}"), b("late"))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let (items, rev) = f.store.list("/registry/pods/").await.unwrap();
+    writer.await.unwrap();
+    let before_list: Vec<_> = items.iter().filter(|kv| kv.mod_revision <= rev).collect();
+    assert_eq!(
+        before_list.len(),
+        items.len(),
+        "items newer than the list revision"
+    );
+    let late = items.iter().filter(|kv| kv.value == b("late")).count() as Revision;
+    assert_eq!(rev, f.base + total as Revision + late);
+    assert_eq!(items.len(), total + late as usize);
+    assert!(
+        items.windows(2).all(|w| w[0].key < w[1].key),
+        "not in key order"
+    );
+}
+
+/// Two servers on one etcd: each sees the other's writes and compactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_two_clients_share_writes_watches_and_compaction() {
+    let Some((f, endpoint)) = etcd_with_endpoint().await else {
+        return;
+    };
+    let a = &*f.store;
+    let other = EtcdStore::connect(&[endpoint], None).await.unwrap();
+    let mut watch = other.watch("/registry/", f.base).await.unwrap();
+    let created = a.create("/registry/x", b("1")).await.unwrap();
+    let event = take(&mut watch, 1).await.remove(0);
+    assert_eq!((event.kind, event.revision()), (EventKind::Create, created));
+    assert_eq!(
+        other.update("/registry/x", b("2"), f.base).await,
+        Err(StoreError::Conflict {
+            key: "/registry/x".into(),
+            expected: f.base,
+            current: created,
+        })
+    );
+    let updated = other.update("/registry/x", b("2"), created).await.unwrap();
+    a.create("/registry/y", b("3")).await.unwrap();
+    // `a` compacts; `other` never did and still knows.
+    a.compact(updated).await.unwrap();
+    assert_eq!(other.compacted_revision().await.unwrap(), updated);
+    assert_eq!(
+        other.watch("/registry/", created - 1).await.err(),
+        Some(StoreError::Compacted {
+            requested: created - 1,
+            compacted: updated,
+        })
+    );
+    // The open watch keeps going.
+    assert_eq!(take(&mut watch, 2).await[1].kv.key, "/registry/y");
 }
 
 // ---- SQLite only ----
