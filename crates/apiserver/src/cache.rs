@@ -180,7 +180,12 @@ impl Cache {
         let mut last: BTreeMap<String, Arc<Obj>> = BTreeMap::new();
         let mut out = VecDeque::new();
         let mut first: Option<Revision> = None;
-        while let Some(Ok(ev)) = hist.next().await {
+        // History arrives at once; a store whose latest revision carries no
+        // event (etcd's initial revision 1) never sends one at `until`, so an
+        // idle second ends the replay.
+        while let Ok(Some(Ok(ev))) =
+            tokio::time::timeout(std::time::Duration::from_secs(1), hist.next()).await
+        {
             let rev = ev.revision();
             if rev > until {
                 break;

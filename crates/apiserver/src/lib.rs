@@ -139,7 +139,9 @@ pub enum StartError {
     #[error("datastore: {0}")]
     Store(#[from] skiff_store::StoreError),
     /// The datastore endpoint is not one skiff knows.
-    #[error("datastore endpoint {0:?} is not supported (use sqlite://PATH)")]
+    #[error(
+        "datastore endpoint {0:?} is not supported (use sqlite://PATH, or http(s)://HOST:PORT for etcd)"
+    )]
     Endpoint(String),
     /// Certificates.
     #[error(transparent)]
@@ -410,7 +412,14 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
 /// Starts the server: opens the store, loads the cache, creates the built-in
 /// objects, writes the kubeconfig and token, and starts serving HTTPS.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    let store = open_store(&config)?;
+    let store: Arc<dyn Store> = match config.datastore_endpoint.as_deref() {
+        // etcd: `http(s)://host:port`, several separated by commas.
+        Some(e) if e.starts_with("http://") || e.starts_with("https://") => {
+            let endpoints: Vec<String> = e.split(',').map(|s| s.trim().to_string()).collect();
+            Arc::new(skiff_store::EtcdStore::connect(&endpoints, None).await?)
+        }
+        _ => open_store(&config)?,
+    };
     start_with_store(config, store).await
 }
 

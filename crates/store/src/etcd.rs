@@ -163,10 +163,10 @@ impl EtcdStore {
                 client,
                 compacted: AtomicI64::new(0),
             };
-            store
-                .current_revision()
-                .await
-                .map_err(|err| unreachable(err.to_string()))?;
+            store.current_revision().await.map_err(|err| match err {
+                StoreError::Backend(message) => unreachable(message),
+                other => unreachable(other.to_string()),
+            })?;
             Ok(store)
         };
         tokio::time::timeout(CONNECT_TIMEOUT, connect)
