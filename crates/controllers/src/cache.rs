@@ -5,7 +5,7 @@
 use k8s_openapi::Metadata;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Objects by `namespace/name`, fed by watch events.
@@ -55,6 +55,19 @@ impl<K: Metadata<Ty = ObjectMeta>> Cache<K> {
             return;
         }
         self.items.insert(k, Arc::new(o));
+    }
+
+    /// Applies one watch event and marks what needs a sync in `dirty`: the
+    /// object an event names, or every object after a (re)list.
+    pub(crate) fn apply_marking(&mut self, ev: watcher::Event<K>, dirty: &mut HashSet<String>) {
+        if let watcher::Event::Apply(o) | watcher::Event::Delete(o) = &ev {
+            dirty.insert(crate::key_of(o.metadata()));
+        }
+        let relisted = matches!(ev, watcher::Event::InitDone);
+        self.apply(ev);
+        if relisted {
+            dirty.extend(self.items.keys().cloned());
+        }
     }
 
     /// Applies one watch event (objects owned or shared); true when the cache changed.

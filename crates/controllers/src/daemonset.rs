@@ -754,10 +754,7 @@ async fn sync(
                     .await;
                 }
                 Err(e) => {
-                    let msg = match &e {
-                        kube::Error::Api(s) => s.message.clone(),
-                        other => other.to_string(),
-                    };
+                    let msg = crate::api_message(&e);
                     record(
                         client,
                         "daemonset-controller",

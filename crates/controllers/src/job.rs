@@ -850,14 +850,7 @@ pub async fn run_with(
             _ = shutdown.changed() => return,
             ev = job_stream.next() => match ev {
                 Some(Ok(ev)) => {
-                    if let watcher::Event::Apply(j) | watcher::Event::Delete(j) = &ev {
-                        dirty.insert(crate::key_of(&j.metadata));
-                    }
-                    let relisted = matches!(ev, watcher::Event::InitDone);
-                    jobs.apply(ev);
-                    if relisted {
-                        dirty.extend(jobs.items.keys().cloned());
-                    }
+                    jobs.apply_marking(ev, &mut dirty);
                 }
                 Some(Err(e)) => {
                     tracing::warn!("job controller: watch: {e}");
@@ -1265,10 +1258,7 @@ async fn sync(
                     .await;
                 }
                 Err(e) => {
-                    let msg = match &e {
-                        kube::Error::Api(s) => s.message.clone(),
-                        other => other.to_string(),
-                    };
+                    let msg = crate::api_message(&e);
                     record(
                         client,
                         "job-controller",

@@ -248,6 +248,14 @@ pub(crate) fn now_rounded() -> jiff::Timestamp {
 }
 
 /// `namespace/name` of an object.
+/// What the API server said, for an event message: its Status message, or the client error.
+pub(crate) fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
 pub(crate) fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
     format!(
         "{}/{}",

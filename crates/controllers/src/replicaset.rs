@@ -426,14 +426,7 @@ pub async fn run_with_pods(
             _ = shutdown.changed() => return,
             ev = rs_stream.next() => match ev {
                 Some(Ok(ev)) => {
-                    if let watcher::Event::Apply(rs) | watcher::Event::Delete(rs) = &ev {
-                        dirty.insert(crate::key_of(&rs.metadata));
-                    }
-                    let relisted = matches!(ev, watcher::Event::InitDone);
-                    sets.apply(ev);
-                    if relisted {
-                        dirty.extend(sets.items.keys().cloned());
-                    }
+                    sets.apply_marking(ev, &mut dirty);
                 }
                 Some(Err(e)) => {
                     tracing::warn!("replicaset controller: watch: {e}");
@@ -634,10 +627,7 @@ async fn sync(
                     .await;
                 }
                 Err(e) => {
-                    let msg = match &e {
-                        kube::Error::Api(s) => s.message.clone(),
-                        other => other.to_string(),
-                    };
+                    let msg = crate::api_message(&e);
                     record(
                         client,
                         "replicaset-controller",
@@ -679,10 +669,7 @@ async fn sync(
             }
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => {
-                let msg = match &e {
-                    kube::Error::Api(s) => s.message.clone(),
-                    other => other.to_string(),
-                };
+                let msg = crate::api_message(&e);
                 record(
                     client,
                     "replicaset-controller",

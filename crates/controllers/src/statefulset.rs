@@ -1106,13 +1106,6 @@ async fn watch_failed(what: &str, e: &watcher::Error) {
     tokio::time::sleep(Duration::from_millis(500)).await;
 }
 
-fn error_message(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => s.message.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// One sync: plan, carry out, write the status if it changed. Returns the set
 /// as the status write returned it.
 async fn sync(
@@ -1215,7 +1208,7 @@ async fn sync(
                         failed_claims.insert(pod.clone());
                         let msg = format!(
                             "create Claim {cname} for Pod {pod} in StatefulSet {name} failed error: {}",
-                            error_message(&e)
+                            crate::api_message(&e)
                         );
                         record(client, COMPONENT, &about, "Warning", "FailedCreate", &msg).await;
                     }
@@ -1357,7 +1350,7 @@ async fn record_pod_event(
             format!("Failed{verb}"),
             format!(
                 "{lower} Pod {pod} in StatefulSet {set} failed error: {}",
-                error_message(e)
+                crate::api_message(e)
             ),
         ),
     };
