@@ -150,24 +150,21 @@ impl Cache {
         let store2 = store.clone();
         tokio::spawn(async move {
             loop {
-                match stream.next().await {
+                let why = match stream.next().await {
                     Some(Ok(ev)) => {
                         let Some(c) = weak.upgrade() else { return };
                         c.apply(ev);
+                        continue;
                     }
-                    Some(Err(e)) => {
-                        tracing::warn!("store watch failed: {e}; resyncing the cache");
-                        let Some(c) = weak.upgrade() else { return };
-                        match c.resync(&store2).await {
-                            Ok(s) => stream = s,
-                            Err(e) => {
-                                tracing::error!("cache resync failed: {e}");
-                                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                            }
-                        }
-                    }
-                    None => return,
-                }
+                    Some(Err(e)) => e.to_string(),
+                    // A datastore member going away ends its streams.
+                    None => "the stream ended".to_string(),
+                };
+                tracing::warn!("store watch interrupted ({why}); resuming");
+                let Some(s) = Self::resume(&weak, &store2).await else {
+                    return;
+                };
+                stream = s;
             }
         });
         Ok(cache)
@@ -215,6 +212,33 @@ impl Cache {
         if let Some(f) = first {
             inner.oldest = f - 1;
             inner.history = out;
+        }
+    }
+
+    /// A new store watch from where the cache is, retried with back-off while
+    /// the datastore does not answer; a relist when that history is gone.
+    /// None once the cache itself is dropped.
+    async fn resume(
+        weak: &std::sync::Weak<Self>,
+        store: &Arc<dyn Store>,
+    ) -> Option<skiff_store::WatchStream> {
+        let mut backoff = std::time::Duration::from_millis(50);
+        loop {
+            let cache = weak.upgrade()?;
+            let result = match store.watch("/registry/", cache.revision()).await {
+                Err(skiff_store::StoreError::Compacted { .. }) => {
+                    tracing::warn!("the cache fell behind compaction; relisting");
+                    cache.resync(store).await
+                }
+                other => other,
+            };
+            match result {
+                Ok(s) => return Some(s),
+                Err(e) => tracing::warn!("resuming the store watch: {e}"),
+            }
+            drop(cache);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
         }
     }
 
@@ -350,5 +374,105 @@ impl Cache {
                 rev: inner.rev,
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_store::{KeyValue, MemoryStore, Result};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A datastore whose watch streams end after `events_per_stream` events,
+    /// as an etcd member's do when it goes away; `failing_watches` watch calls
+    /// after the first fail outright, as while no member answers.
+    struct Ending {
+        inner: MemoryStore,
+        events_per_stream: usize,
+        failing_watches: AtomicUsize,
+        watches: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for Ending {
+        async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+            self.inner.get(key).await
+        }
+        async fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision)> {
+            self.inner.list(prefix).await
+        }
+        async fn create(&self, key: &str, value: Bytes) -> Result<Revision> {
+            self.inner.create(key, value).await
+        }
+        async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<Revision> {
+            self.inner.update(key, value, expected).await
+        }
+        async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue> {
+            self.inner.delete(key, expected).await
+        }
+        async fn watch(&self, prefix: &str, after: Revision) -> Result<skiff_store::WatchStream> {
+            if self.watches.fetch_add(1, Ordering::SeqCst) > 0
+                && self
+                    .failing_watches
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+            {
+                return Err(skiff_store::StoreError::Backend("no member answers".into()));
+            }
+            let stream = self.inner.watch(prefix, after).await?;
+            Ok(stream.take(self.events_per_stream).boxed())
+        }
+        async fn current_revision(&self) -> Result<Revision> {
+            self.inner.current_revision().await
+        }
+        async fn compact(&self, revision: Revision) -> Result<()> {
+            self.inner.compact(revision).await
+        }
+        async fn compacted_revision(&self) -> Result<Revision> {
+            self.inner.compacted_revision().await
+        }
+    }
+
+    fn cm(name: &str) -> Bytes {
+        Bytes::from(format!(
+            r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}","namespace":"default"}}}}"#
+        ))
+    }
+
+    #[tokio::test]
+    async fn an_ended_store_watch_resumes_where_the_cache_is_and_loses_no_event() {
+        let store = Arc::new(Ending {
+            inner: MemoryStore::new(),
+            events_per_stream: 2,
+            failing_watches: AtomicUsize::new(3),
+            watches: AtomicUsize::new(0),
+        });
+        let cache = Cache::start(store.clone()).await.unwrap();
+        let mut sub = cache.subscribe(cache.revision()).unwrap();
+        for i in 0..7 {
+            store
+                .create(
+                    &format!("/registry/configmaps/default/c{i}"),
+                    cm(&format!("c{i}")),
+                )
+                .await
+                .unwrap();
+        }
+        // Every event reaches the cache's watchers, in order, across the
+        // ended streams and the failed attempts to watch again.
+        let mut seen = Vec::new();
+        while seen.len() < 7 {
+            let ev = tokio::time::timeout(std::time::Duration::from_secs(5), sub.live.recv())
+                .await
+                .expect("an event within 5 s")
+                .unwrap();
+            seen.push(ev.obj.key.clone());
+        }
+        let want: Vec<String> = (0..7)
+            .map(|i| format!("/registry/configmaps/default/c{i}"))
+            .collect();
+        assert_eq!(seen, want);
+        assert!(cache.get("/registry/configmaps/default/c6").is_some());
+        assert!(store.watches.load(Ordering::SeqCst) >= 4);
     }
 }

@@ -17,10 +17,13 @@
 //!   scraper of the nodes' cumulative usage, as metrics-server serves it.
 //! - [`protobuf`]: decoding of the protobuf request bodies kubectl's typed clients send.
 //! - [`bootstrap`]: built-in objects and the namespace controller.
+//! - [`bootstrap_data`]: the CA and admin token every server of a cluster
+//!   shares, sealed with the token in the datastore.
 //! - [`tls`]: the CA and serving certificate.
 //! - [`error`]: `Status` errors.
 
 pub mod bootstrap;
+pub mod bootstrap_data;
 pub mod cache;
 pub mod discovery;
 pub mod error;
@@ -466,13 +469,33 @@ pub async fn start_with_store(
         names.push(n.into());
     }
     names.push(format!("kubernetes.default.svc.{}", config.cluster_domain));
-    let pki = tls::load_or_create(&server_dir.join("tls"), &names)?;
-
-    let admin_token = read_or_create_secret(&server_dir.join("admin.token"), || random_hex(32))?;
-    let secret = match &config.token {
-        Some(t) => t.clone(),
-        None => read_or_create_secret(&server_dir.join("token.secret"), || random_hex(16))?,
+    // A server's --token may be the full join token; its CA pin is then checked.
+    let (pin, secret) = match &config.token {
+        Some(t) => bootstrap_data::parse_token(t.trim()),
+        None => (
+            None,
+            read_or_create_secret(&server_dir.join("token.secret"), || random_hex(16))?,
+        ),
     };
+    let tls_dir = server_dir.join("tls");
+    let shared = bootstrap_data::reconcile(
+        &*store,
+        &secret,
+        &tls_dir,
+        &server_dir.join("admin.token"),
+        || random_hex(32),
+    )
+    .await?;
+    if let Some(pin) = pin
+        && pin != tls::ca_hash(&shared.ca_cert)
+    {
+        return Err(StartError::Bootstrap(format!(
+            "the token pins CA sha256 {pin}, but the cluster's CA has sha256 {}",
+            tls::ca_hash(&shared.ca_cert)
+        )));
+    }
+    let pki = tls::load_or_create(&tls_dir, &names)?;
+    let admin_token = shared.admin_token;
     let join_token = format!("K10{}::server:{secret}", tls::ca_hash(&pki.ca_pem));
     let token_path = config.data_dir.join("token");
     tls::write_private(&token_path, format!("{join_token}\n").as_bytes()).map_err(|source| {
@@ -494,7 +517,7 @@ pub async fn start_with_store(
     let ca_pem = pki.ca_pem.clone();
     let address = format!("{}:{}", host, local.port());
     let server = Arc::new(Server {
-        registry: registry::Registry::new(store, cache, reg_config),
+        registry: registry::Registry::new(store.clone(), cache, reg_config),
         openapi: OnceLock::new(),
         ready: AtomicBool::new(false),
         admin_token: admin_token.clone(),
@@ -541,6 +564,13 @@ pub async fn start_with_store(
         .await
         .map_err(|e| StartError::Bootstrap(e.message))?;
     bootstrap::spawn_namespace_controller(server.clone(), shutdown_rx.clone());
+    if config
+        .datastore_endpoint
+        .as_deref()
+        .is_some_and(|e| e.starts_with("http://") || e.starts_with("https://"))
+    {
+        spawn_compactor(store, ETCD_COMPACTION_INTERVAL, shutdown_rx.clone());
+    }
     metrics_api::spawn_scraper(server.clone(), shutdown_rx);
     server.ready.store(true, Ordering::Release);
     // Warm the OpenAPI documents off the request path.
@@ -557,6 +587,36 @@ pub async fn start_with_store(
         shutdown,
         task,
     })
+}
+
+/// How often history in etcd is compacted: kube-apiserver's
+/// `--etcd-compaction-interval` default.
+pub const ETCD_COMPACTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Compacts an etcd datastore as kube-apiserver does: at every tick, up to the
+/// revision seen at the previous tick, so watches keep one interval of
+/// history. Each server of a cluster compacts; a compaction another server
+/// already made is a no-op. (SQLite compacts itself.)
+pub fn spawn_compactor(
+    store: Arc<dyn Store>,
+    every: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        let mut previous = None;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => return,
+            }
+            if let Some(rev) = previous
+                && let Err(e) = store.compact(rev).await
+            {
+                tracing::warn!("compacting the datastore at revision {rev}: {e}");
+            }
+            previous = store.current_revision().await.ok();
+        }
+    });
 }
 
 /// Writes an admin kubeconfig that the real kubectl uses as it is.

@@ -216,20 +216,8 @@ pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
 /// Loads the CA from `dir` (creating it on first start) and signs a serving
 /// certificate for `names` (DNS names and IP addresses).
 pub fn load_or_create(dir: &Path, names: &[String]) -> Result<Pki, TlsError> {
-    let ca_crt = dir.join("server-ca.crt");
-    let ca_key = dir.join("server-ca.key");
-    let (ca_pem, ca_key_pair) = if ca_crt.exists() && ca_key.exists() {
-        let pem = std::fs::read_to_string(&ca_crt).map_err(io_err(&ca_crt))?;
-        let key_pem = std::fs::read_to_string(&ca_key).map_err(io_err(&ca_key))?;
-        (pem, KeyPair::from_pem(&key_pem)?)
-    } else {
-        let key = KeyPair::generate()?;
-        let cert = ca_params().self_signed(&key)?;
-        let pem = cert.pem();
-        write_private(&ca_key, key.serialize_pem().as_bytes()).map_err(io_err(&ca_key))?;
-        write_private(&ca_crt, pem.as_bytes()).map_err(io_err(&ca_crt))?;
-        (pem, key)
-    };
+    let (ca_pem, ca_key_pem) = load_or_create_ca(dir)?;
+    let ca_key_pair = KeyPair::from_pem(&ca_key_pem)?;
     let issuer = Issuer::new(ca_params(), &ca_key_pair);
     let serving_key = KeyPair::generate()?;
     let serving = leaf_params("kube-apiserver", None, names, Usage::Server)?
@@ -265,6 +253,31 @@ pub fn load_or_create(dir: &Path, names: &[String]) -> Result<Pki, TlsError> {
         kubelet_client,
         ca_key: ca_key_pair,
     })
+}
+
+/// The CA in `dir` as `(certificate PEM, key PEM)`, made and written there
+/// (k3s' `server-ca.crt` / `server-ca.key`) when it is not there yet.
+pub fn load_or_create_ca(dir: &Path) -> Result<(String, String), TlsError> {
+    let ca_crt = dir.join("server-ca.crt");
+    let ca_key = dir.join("server-ca.key");
+    if ca_crt.exists() && ca_key.exists() {
+        let pem = std::fs::read_to_string(&ca_crt).map_err(io_err(&ca_crt))?;
+        let key_pem = std::fs::read_to_string(&ca_key).map_err(io_err(&ca_key))?;
+        return Ok((pem, key_pem));
+    }
+    let key = KeyPair::generate()?;
+    let pem = ca_params().self_signed(&key)?.pem();
+    let key_pem = key.serialize_pem();
+    write_ca(dir, &pem, &key_pem)?;
+    Ok((pem, key_pem))
+}
+
+/// Writes the CA certificate and key into `dir` (owner-only files).
+pub fn write_ca(dir: &Path, cert_pem: &str, key_pem: &str) -> Result<(), TlsError> {
+    let ca_crt = dir.join("server-ca.crt");
+    let ca_key = dir.join("server-ca.key");
+    write_private(&ca_key, key_pem.as_bytes()).map_err(io_err(&ca_key))?;
+    write_private(&ca_crt, cert_pem.as_bytes()).map_err(io_err(&ca_crt))
 }
 
 /// The hash of the CA certificate that a join token pins (k3s' `K10<sha256>::` form).
