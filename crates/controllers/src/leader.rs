@@ -525,7 +525,11 @@ impl Elector {
     async fn put(&mut self, mut lease: Lease, record: Record) -> bool {
         let name = self.cfg.lease_name.clone();
         lease.spec = Some(record.to_spec());
-        match self.api.replace(&name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(written) => {
                 self.written(written, record);
                 true
@@ -616,7 +620,14 @@ mod tests {
         let s = Duration::from_secs;
         let cfg = cfg();
         // (what, observed, last_renewed, now, expected)
-        let cases: Vec<(&str, Option<Observed>, Option<Instant>, Instant, Decision)> = vec![
+        type Case = (
+            &'static str,
+            Option<Observed>,
+            Option<Instant>,
+            Instant,
+            Decision,
+        );
+        let cases: Vec<Case> = vec![
             ("no lease: create", None, None, t0, Decision::Create),
             (
                 "held by another, seen changing just now: wait out the duration",
@@ -683,7 +694,11 @@ mod tests {
             ),
         ];
         for (what, observed, last, now, want) in cases {
-            assert_eq!(decide(observed.as_ref(), "me", last, now, &cfg), want, "{what}");
+            assert_eq!(
+                decide(observed.as_ref(), "me", last, now, &cfg),
+                want,
+                "{what}"
+            );
         }
     }
 
@@ -734,7 +749,10 @@ mod tests {
             renew_time: Some(now),
             lease_transitions: transitions,
         };
-        assert_eq!(next_record(Decision::Create, None, &cfg, now), Some(mine(now, 0)));
+        assert_eq!(
+            next_record(Decision::Create, None, &cfg, now),
+            Some(mine(now, 0))
+        );
         assert_eq!(
             next_record(Decision::Acquire, Some(&old), &cfg, now),
             Some(mine(now, 5)),
@@ -782,7 +800,11 @@ mod tests {
         assert_eq!(c.namespace, "kube-system");
         assert_eq!(
             (c.lease_duration, c.renew_deadline, c.retry_period),
-            (Duration::from_secs(15), Duration::from_secs(10), Duration::from_secs(2))
+            (
+                Duration::from_secs(15),
+                Duration::from_secs(10),
+                Duration::from_secs(2)
+            )
         );
         assert_eq!(c.lease_duration_seconds(), 15);
         assert_eq!(c.work_grace(), Duration::from_secs(5));
@@ -790,6 +812,10 @@ mod tests {
             lease_duration: Duration::from_millis(700),
             ..c
         };
-        assert_eq!(short.lease_duration_seconds(), 1, "never 0, which validation rejects");
+        assert_eq!(
+            short.lease_duration_seconds(),
+            1,
+            "never 0, which validation rejects"
+        );
     }
 }
