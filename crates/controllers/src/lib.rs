@@ -29,6 +29,8 @@
 //!   metrics through the scale subresource).
 //! - [`storage`]: the PersistentVolume binder, the `skiff.io/local-path`
 //!   provisioner, PVC/PV protection and the default StorageClass.
+//! - [`leader`]: leader election on a Lease, so that of several servers on
+//!   one datastore only one runs the controllers (and the scheduler).
 //! - `cache` and `events`: watcher-fed maps and Event recording shared by the loops.
 
 pub mod daemonset;
@@ -40,6 +42,7 @@ pub mod hpa;
 pub mod informer;
 pub mod ipam;
 pub mod job;
+pub mod leader;
 pub mod node_lifecycle;
 pub mod podgc;
 pub mod replicaset;
