@@ -274,7 +274,11 @@ async fn dial(server: &str, timeout: Duration) -> io::Result<TcpStream> {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -350,47 +354,98 @@ mod tests {
         s.iter().map(|s| s.to_string()).collect()
     }
 
+    struct OrderCase {
+        name: &'static str,
+        servers: &'static [&'static str],
+        current: Option<&'static str>,
+        failed: &'static [&'static str],
+        want: &'static [&'static str],
+    }
+
+    const fn case(
+        name: &'static str,
+        servers: &'static [&'static str],
+        current: Option<&'static str>,
+        failed: &'static [&'static str],
+        want: &'static [&'static str],
+    ) -> OrderCase {
+        OrderCase {
+            name,
+            servers,
+            current,
+            failed,
+            want,
+        }
+    }
+
     #[test]
     fn order_starts_at_current_and_puts_failed_last() {
-        let cases: &[(&str, &[&str], Option<&str>, &[&str], &[&str])] = &[
-            ("empty list", &[], Some("a"), &[], &[]),
-            ("no current keeps list order", &["a", "b", "c"], None, &[], &["a", "b", "c"]),
-            ("current first", &["a", "b", "c"], Some("a"), &[], &["a", "b", "c"]),
-            ("wraps around from current", &["a", "b", "c"], Some("b"), &[], &["b", "c", "a"]),
-            ("last is current", &["a", "b", "c"], Some("c"), &[], &["c", "a", "b"]),
-            ("unlisted current", &["a", "b"], Some("z"), &[], &["a", "b"]),
-            ("failed current tried last", &["a", "b", "c"], Some("a"), &["a"], &["b", "c", "a"]),
-            ("failed keep rotation order", &["a", "b", "c", "d"], Some("b"), &["b", "d"], &["c", "a", "b", "d"]),
-            ("all failed: rotation order", &["a", "b", "c"], Some("b"), &["a", "b", "c"], &["b", "c", "a"]),
-            ("failed not listed ignored", &["a", "b"], Some("a"), &["x"], &["a", "b"]),
+        let abc: &[&str] = &["a", "b", "c"];
+        let cases = [
+            case("empty list", &[], Some("a"), &[], &[]),
+            case("no current keeps list order", abc, None, &[], abc),
+            case("current first", abc, Some("a"), &[], abc),
+            case("wraps from current", abc, Some("b"), &[], &["b", "c", "a"]),
+            case("last is current", abc, Some("c"), &[], &["c", "a", "b"]),
+            case("unlisted current", &["a", "b"], Some("z"), &[], &["a", "b"]),
+            case(
+                "failed current last",
+                abc,
+                Some("a"),
+                &["a"],
+                &["b", "c", "a"],
+            ),
+            case(
+                "failed keep rotation order",
+                &["a", "b", "c", "d"],
+                Some("b"),
+                &["b", "d"],
+                &["c", "a", "b", "d"],
+            ),
+            case("all failed", abc, Some("b"), abc, &["b", "c", "a"]),
+            case(
+                "unlisted failed",
+                &["a", "b"],
+                Some("a"),
+                &["x"],
+                &["a", "b"],
+            ),
         ];
-        for (name, servers, current, failed, want) in cases {
-            let failed: HashSet<String> = failed.iter().map(|s| s.to_string()).collect();
-            let got = order(&list(servers), *current, &failed);
-            assert_eq!(got, list(want), "{name}");
+        for c in cases {
+            let failed: HashSet<String> = c.failed.iter().map(|s| s.to_string()).collect();
+            let got = order(&list(c.servers), c.current, &failed);
+            assert_eq!(got, list(c.want), "{}", c.name);
         }
     }
 
     #[test]
     fn after_update_keeps_a_listed_current() {
-        let cases: &[(&str, &[&str], Option<&str>, Option<&str>)] = &[
-            ("still listed", &["c", "b", "a"], Some("b"), Some("b")),
-            ("dropped: first listed", &["c", "a"], Some("b"), Some("c")),
-            ("none before: first listed", &["c", "a"], None, Some("c")),
-            ("empty list", &[], Some("b"), None),
+        type Case = (&'static str, &'static [&'static str], Option<&'static str>);
+        let cases: [(Case, Option<&str>); 4] = [
+            (("still listed", &["c", "b", "a"], Some("b")), Some("b")),
+            (("dropped: first listed", &["c", "a"], Some("b")), Some("c")),
+            (("none before: first listed", &["c", "a"], None), Some("c")),
+            (("empty list", &[], Some("b")), None),
         ];
-        for (name, servers, current, want) in cases {
-            assert_eq!(after_update(&list(servers), *current).as_deref(), *want, "{name}");
+        for ((name, servers, current), want) in cases {
+            assert_eq!(
+                after_update(&list(servers), current).as_deref(),
+                want,
+                "{name}"
+            );
         }
     }
 
     #[test]
     fn dedup_keeps_first_occurrence() {
-        assert_eq!(dedup(list(&["b", "a", "b", "c", "a"])), list(&["b", "a", "c"]));
+        assert_eq!(
+            dedup(list(&["b", "a", "b", "c", "a"])),
+            list(&["b", "a", "c"])
+        );
     }
 
     #[test]
-    fn default_config_matches_k3s_like_timeouts() {
+    fn default_config_has_a_2s_connect_timeout_and_a_5s_health_check() {
         let config = BalancerConfig::default();
         assert_eq!(config.connect_timeout, Duration::from_secs(2));
         assert_eq!(config.health_interval, Duration::from_secs(5));

@@ -176,10 +176,7 @@ fn no_health_check() -> BalancerConfig {
     }
 }
 
-async fn balancer(
-    servers: Vec<String>,
-    config: BalancerConfig,
-) -> (Balancer, watch::Sender<bool>) {
+async fn balancer(servers: Vec<String>, config: BalancerConfig) -> (Balancer, watch::Sender<bool>) {
     let (tx, rx) = watch::channel(false);
     let lb = Balancer::start_with("127.0.0.1:0".parse().unwrap(), servers, config, rx)
         .await
@@ -281,7 +278,10 @@ async fn health_check_closes_connections_held_open_through_an_unreachable_server
     watch2.closed().await;
     // Reconnecting clients reach `b` even before the check has moved on.
     assert_eq!(Client::connect(lb.local_addr()).await.server, "b");
-    eventually("the health check moves to b", || lb.current() == Some(b.addr())).await;
+    eventually("the health check moves to b", || {
+        lb.current() == Some(b.addr())
+    })
+    .await;
     assert_eq!(Client::connect(lb.local_addr()).await.server, "b");
 }
 
@@ -313,7 +313,10 @@ async fn black_holed_server_falls_back_within_the_connect_timeout() {
     let took = started.elapsed();
     assert_eq!(c.server, "b");
     c.ping(b"x").await;
-    assert!(took >= Duration::from_millis(250), "fell back before the timeout: {took:?}");
+    assert!(
+        took >= Duration::from_millis(250),
+        "fell back before the timeout: {took:?}"
+    );
     assert!(took < Duration::from_millis(1500), "fallback took {took:?}");
     assert_eq!(lb.current(), Some(b.addr()));
 
@@ -328,7 +331,10 @@ async fn health_check_moves_off_a_black_holed_current_server() {
     let (hole, _listener, _fillers) = black_hole().await;
     let b = Echo::start("b").await;
     let (lb, _stop) = balancer(vec![hole.to_string(), b.addr()], fast()).await;
-    eventually("the health check moves to b", || lb.current() == Some(b.addr())).await;
+    eventually("the health check moves to b", || {
+        lb.current() == Some(b.addr())
+    })
+    .await;
     let started = Instant::now();
     assert_eq!(Client::connect(lb.local_addr()).await.server, "b");
     assert!(started.elapsed() < Duration::from_millis(250));
@@ -341,7 +347,10 @@ async fn a_recovered_server_does_not_take_the_traffic_back() {
     let a_addr = a.addr;
     let (lb, _stop) = balancer(vec![a.addr(), b.addr()], fast()).await;
     a.kill().await;
-    eventually("the health check moves to b", || lb.current() == Some(b.addr())).await;
+    eventually("the health check moves to b", || {
+        lb.current() == Some(b.addr())
+    })
+    .await;
 
     let _a_again = Echo::start_on(a_addr, "a again").await;
     tokio::time::sleep(Duration::from_millis(600)).await;
