@@ -186,7 +186,8 @@ impl Shared {
     /// `server` did not answer: remember it and close its connections.
     fn mark_failed(&self, server: &str, err: &io::Error) {
         let mut state = self.lock();
-        if state.failed.insert(server.to_string()) {
+        let listed = state.servers.iter().any(|s| s == server);
+        if listed && state.failed.insert(server.to_string()) {
             tracing::debug!(server, error = %err, "API server unreachable");
         }
         if let Some(closer) = state.closers.get(server) {
@@ -201,9 +202,15 @@ impl Shared {
 
     /// `server` answered a dial made while `was_current` was current. It
     /// becomes current if that failed, unless another dial already moved on.
-    /// Returns the signal that closes the connection if `server` fails later.
+    /// Returns the signal that closes the connection if `server` fails later
+    /// (already closed if `server` was dropped from the list meanwhile).
     fn mark_ok(&self, server: &str, was_current: Option<&str>) -> watch::Receiver<u64> {
         let mut state = self.lock();
+        if !state.servers.iter().any(|s| s == server) {
+            // Removed from the list while dialing: a closer nobody keeps, so
+            // the connection ends at once.
+            return watch::channel(0).1;
+        }
         state.failed.remove(server);
         if was_current != Some(server) && state.current.as_deref() == was_current {
             match was_current {
@@ -211,11 +218,6 @@ impl Shared {
                 None => tracing::info!("using API server {server}"),
             }
             state.current = Some(server.to_string());
-        }
-        if !state.servers.iter().any(|s| s == server) {
-            // Removed from the list while dialing: a closer nobody keeps, so
-            // the connection ends at once.
-            return watch::channel(0).1;
         }
         state
             .closers
