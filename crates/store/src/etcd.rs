@@ -132,6 +132,23 @@ fn check_tls(endpoints: &[String], tls: Option<&EtcdTls>) -> Result<()> {
     }
 }
 
+/// What to check when an `https://` etcd does not answer: etcd closes the
+/// connection of a client whose certificate it does not accept, which
+/// reads as a closed connection, not as a certificate error.
+fn tls_hint(tls: Option<&EtcdTls>) -> &'static str {
+    match tls {
+        None => "",
+        Some(EtcdTls { cert: None, .. }) => {
+            " (over TLS: if etcd runs with --client-cert-auth, it wants a client certificate: \
+             give --datastore-certfile and --datastore-keyfile)"
+        }
+        Some(_) => {
+            " (over TLS: check that etcd's --trusted-ca-file signed the client certificate, and \
+             that --datastore-cafile signed etcd's certificate)"
+        }
+    }
+}
+
 /// The client TLS configuration: the given CA or the system's bundle, and
 /// the client identity if given.
 fn tls_options(tls: &EtcdTls) -> Result<TlsOptions> {
@@ -251,8 +268,10 @@ impl EtcdStore {
             options = options.with_tls(tls_options(tls)?);
         }
         let where_ = endpoints.join(",");
-        let unreachable =
-            |err: String| StoreError::Backend(format!("etcd at {where_} is unreachable: {err}"));
+        let hint = tls_hint(tls);
+        let unreachable = |err: String| {
+            StoreError::Backend(format!("etcd at {where_} is unreachable: {err}{hint}"))
+        };
         let connect = async {
             let client = Client::connect(endpoints, Some(options))
                 .await
@@ -667,6 +686,29 @@ mod tests {
             }
         }
         assert_eq!(EtcdTls::from_files(None, None, None), None);
+    }
+
+    #[test]
+    fn a_tls_failure_says_what_to_check() {
+        let file = |name: &str| Some(PathBuf::from(name));
+        let cases = [
+            (None, ""),
+            (
+                EtcdTls::from_files(file("ca"), None, None),
+                "--datastore-certfile",
+            ),
+            (
+                EtcdTls::from_files(None, file("c"), file("k")),
+                "--trusted-ca-file",
+            ),
+        ];
+        for (tls, want) in cases {
+            let hint = tls_hint(tls.as_ref());
+            assert!(
+                hint.contains(want) && hint.is_empty() == want.is_empty(),
+                "{tls:?}: {hint}"
+            );
+        }
     }
 
     #[tokio::test]
