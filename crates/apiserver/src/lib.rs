@@ -75,6 +75,9 @@ pub struct Config {
     pub cluster_domain: String,
     /// `--datastore-endpoint`; default `sqlite://DATA_DIR/server/db/state.db`.
     pub datastore_endpoint: Option<String>,
+    /// `--datastore-cafile`, `--datastore-certfile`, `--datastore-keyfile`:
+    /// TLS to an `https://` etcd endpoint (none: the system's CA bundle).
+    pub datastore_tls: Option<skiff_store::EtcdTls>,
     /// How many revisions of history the store keeps for watches.
     pub retain_revisions: i64,
     /// How often the store compacts history.
@@ -108,6 +111,7 @@ impl Config {
             cluster_dns: Ipv4Addr::new(10, 43, 0, 10),
             cluster_domain: "cluster.local".into(),
             datastore_endpoint: None,
+            datastore_tls: None,
             retain_revisions: 10_000,
             compact_interval: std::time::Duration::from_secs(60),
             default_toleration_seconds: Default::default(),
@@ -146,6 +150,12 @@ pub enum StartError {
         "datastore endpoint {0:?} is not supported (use sqlite://PATH, or http(s)://HOST:PORT for etcd)"
     )]
     Endpoint(String),
+    /// Datastore TLS files without an etcd endpoint.
+    #[error(
+        "--datastore-cafile, --datastore-certfile and --datastore-keyfile are for an etcd datastore \
+         (--datastore-endpoint https://HOST:PORT), not {0}"
+    )]
+    DatastoreTls(String),
     /// Certificates.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
@@ -415,13 +425,26 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
 /// Starts the server: opens the store, loads the cache, creates the built-in
 /// objects, writes the kubeconfig and token, and starts serving HTTPS.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    let store: Arc<dyn Store> = match config.datastore_endpoint.as_deref() {
+    let etcd = config
+        .datastore_endpoint
+        .as_deref()
+        .and_then(skiff_store::etcd::parse_endpoints);
+    let store: Arc<dyn Store> = match etcd {
         // etcd: `http(s)://host:port`, several separated by commas.
-        Some(e) if e.starts_with("http://") || e.starts_with("https://") => {
-            let endpoints: Vec<String> = e.split(',').map(|s| s.trim().to_string()).collect();
-            Arc::new(skiff_store::EtcdStore::connect(&endpoints, None).await?)
+        Some(endpoints) => {
+            let tls = config.datastore_tls.as_ref();
+            Arc::new(skiff_store::EtcdStore::connect(&endpoints, tls).await?)
         }
-        _ => open_store(&config)?,
+        None if config.datastore_tls.is_some() => {
+            return Err(StartError::DatastoreTls(
+                config
+                    .datastore_endpoint
+                    .clone()
+                    .filter(|e| !e.is_empty())
+                    .unwrap_or_else(|| "the default SQLite datastore".into()),
+            ));
+        }
+        None => open_store(&config)?,
     };
     start_with_store(config, store).await
 }

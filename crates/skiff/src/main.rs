@@ -1,6 +1,7 @@
 //! `skiff`: Kubernetes in one small binary. Glue only: flags in, components started in order.
 
 mod local_node;
+mod migrate;
 mod node_net;
 
 use anyhow::{Context, Result, bail};
@@ -27,6 +28,8 @@ enum Command {
     /// Manage the images of a node.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Copy a cluster kept in SQLite into etcd (stop the server first).
+    Migrate(migrate::MigrateArgs),
     /// The per-container shim the agent starts (internal).
     #[command(hide = true)]
     Shim {
@@ -537,9 +540,11 @@ struct ServerArgs {
     /// Do not run the scheduler (pods stay Pending unless something else binds them).
     #[arg(long)]
     disable_scheduler: bool,
-    /// Datastore: sqlite://PATH (default DATA_DIR/server/db/state.db).
+    /// Datastore: sqlite://PATH (default DATA_DIR/server/db/state.db), or etcd: http(s)://HOST:PORT[,…].
     #[arg(long)]
     datastore_endpoint: Option<String>,
+    #[command(flatten)]
+    datastore_tls: migrate::DatastoreTlsArgs,
     /// Pod network range.
     #[arg(long, default_value = "10.42.0.0/16")]
     cluster_cidr: String,
@@ -778,6 +783,7 @@ async fn server(args: ServerArgs) -> Result<()> {
     config.token = args.token;
     config.write_kubeconfig = args.write_kubeconfig;
     config.datastore_endpoint = args.datastore_endpoint;
+    config.datastore_tls = args.datastore_tls.tls();
     config.cluster_cidr = parse_cidr(&args.cluster_cidr, "cluster-cidr")?;
     config.service_cidr = parse_cidr(&args.service_cidr, "service-cidr")?;
     config.cluster_dns = args.cluster_dns;
@@ -913,6 +919,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Agent(args) => rt.block_on(agent(args)),
         Command::Sim(args) => rt.block_on(sim(args)),
         Command::Image(cmd) => image_command(cmd),
+        Command::Migrate(args) => rt.block_on(migrate::migrate(args)),
         Command::Shim { .. } => unreachable!("handled above"),
     }
 }

@@ -55,15 +55,130 @@ const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 const COMPACTED_MESSAGE: &str = "required revision has been compacted";
 const FUTURE_MESSAGE: &str = "required revision is a future revision";
 
-/// TLS client credentials for etcd: PEM files.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// TLS settings for etcd, as PEM files (k3s' `--datastore-cafile`,
+/// `--datastore-certfile` and `--datastore-keyfile`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EtcdTls {
-    /// The CA that signed etcd's serving certificate.
-    pub ca: PathBuf,
-    /// This client's certificate.
-    pub cert: PathBuf,
-    /// This client's private key.
-    pub key: PathBuf,
+    /// The CA that signed etcd's serving certificate; `None` trusts the
+    /// system's CA bundle (see [`SYSTEM_CA_BUNDLES`]).
+    pub ca: Option<PathBuf>,
+    /// This client's certificate, for an etcd with `--client-cert-auth`;
+    /// given together with `key`.
+    pub cert: Option<PathBuf>,
+    /// This client's private key; given together with `cert`.
+    pub key: Option<PathBuf>,
+}
+
+impl EtcdTls {
+    /// The settings for the given files, or `None` when none is given.
+    pub fn from_files(
+        ca: Option<PathBuf>,
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+    ) -> Option<Self> {
+        (ca.is_some() || cert.is_some() || key.is_some()).then_some(Self { ca, cert, key })
+    }
+}
+
+/// Where the system's CA bundle is looked for when no CA file is given
+/// (after `$SSL_CERT_FILE`): Debian/Ubuntu/Alpine, Fedora/RHEL, macOS/BSD.
+pub const SYSTEM_CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+/// The etcd endpoints of a datastore endpoint `http(s)://HOST:PORT[,…]`,
+/// or `None` when it names another datastore (e.g. `sqlite://PATH`).
+pub fn parse_endpoints(datastore_endpoint: &str) -> Option<Vec<String>> {
+    let etcd = |e: &str| e.starts_with("http://") || e.starts_with("https://");
+    let endpoints: Vec<String> = datastore_endpoint
+        .split(',')
+        .map(|e| e.trim().to_owned())
+        .filter(|e| !e.is_empty())
+        .collect();
+    (!endpoints.is_empty() && endpoints.iter().all(|e| etcd(e))).then_some(endpoints)
+}
+
+/// Checks that `endpoints` and `tls` fit together: TLS files only with
+/// `https://` endpoints, never a mix of `http://` and `https://`, a client
+/// certificate only with its key.
+fn check_tls(endpoints: &[String], tls: Option<&EtcdTls>) -> Result<()> {
+    let https = endpoints
+        .iter()
+        .filter(|e| e.starts_with("https://"))
+        .count();
+    if https > 0 && https < endpoints.len() {
+        return Err(StoreError::Backend(format!(
+            "etcd endpoints {} mix http:// and https://",
+            endpoints.join(",")
+        )));
+    }
+    let Some(tls) = tls else { return Ok(()) };
+    if https == 0 {
+        return Err(StoreError::Backend(format!(
+            "etcd TLS files are given but the etcd endpoint {} is plain http://; use https://",
+            endpoints.join(",")
+        )));
+    }
+    match (&tls.cert, &tls.key) {
+        (Some(_), None) => Err(StoreError::Backend(
+            "an etcd client certificate needs its private key (--datastore-keyfile)".to_owned(),
+        )),
+        (None, Some(_)) => Err(StoreError::Backend(
+            "an etcd client private key needs its certificate (--datastore-certfile)".to_owned(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// What to check when an `https://` etcd does not answer: etcd closes the
+/// connection of a client whose certificate it does not accept, which
+/// reads as a closed connection, not as a certificate error.
+fn tls_hint(tls: Option<&EtcdTls>) -> &'static str {
+    match tls {
+        None => "",
+        Some(EtcdTls { cert: None, .. }) => {
+            " (over TLS: if etcd runs with --client-cert-auth, it wants a client certificate: \
+             give --datastore-certfile and --datastore-keyfile)"
+        }
+        Some(_) => {
+            " (over TLS: check that etcd's --trusted-ca-file signed the client certificate, and \
+             that --datastore-cafile signed etcd's certificate)"
+        }
+    }
+}
+
+/// The client TLS configuration: the given CA or the system's bundle, and
+/// the client identity if given.
+fn tls_options(tls: &EtcdTls) -> Result<TlsOptions> {
+    let read = |path: &PathBuf| {
+        std::fs::read(path)
+            .map_err(|err| StoreError::Backend(format!("etcd TLS file {}: {err}", path.display())))
+    };
+    let ca = match &tls.ca {
+        Some(ca) => read(ca)?,
+        None => {
+            let from_env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
+            let bundle = from_env
+                .into_iter()
+                .chain(SYSTEM_CA_BUNDLES.iter().map(PathBuf::from))
+                .find(|path| path.is_file())
+                .ok_or_else(|| {
+                    StoreError::Backend(format!(
+                        "an https:// etcd endpoint needs a CA: give --datastore-cafile \
+                         (no system CA bundle in $SSL_CERT_FILE or {})",
+                        SYSTEM_CA_BUNDLES.join(", ")
+                    ))
+                })?;
+            read(&bundle)?
+        }
+    };
+    let mut options = TlsOptions::new().ca_certificate(Certificate::from_pem(ca));
+    if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+        options = options.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(options)
 }
 
 /// A store kept in an etcd cluster.
@@ -133,28 +248,30 @@ where
 }
 
 impl EtcdStore {
-    /// Connects to etcd at `endpoints` (`http://host:port` or, with `tls`,
-    /// `https://…`) and checks that it answers within [`CONNECT_TIMEOUT`];
-    /// a wrong or unreachable endpoint fails with a [`StoreError::Backend`]
-    /// that names it.
+    /// Connects to etcd at `endpoints` (`http://host:port`, or `https://…`
+    /// with `tls`; an `https://` endpoint without `tls` trusts the system's
+    /// CA bundle and sends no client certificate) and checks that it answers
+    /// within [`CONNECT_TIMEOUT`]. A wrong or unreachable endpoint fails with a
+    /// [`StoreError::Backend`] that names it; so do TLS files that are missing,
+    /// given with `http://` endpoints, or a certificate without its key.
     pub async fn connect(endpoints: &[String], tls: Option<&EtcdTls>) -> Result<Self> {
+        check_tls(endpoints, tls)?;
         let mut options = ConnectOptions::new()
             .with_connect_timeout(CONNECT_TIMEOUT)
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+        let system = EtcdTls::default();
+        let tls = tls.or(endpoints
+            .iter()
+            .any(|e| e.starts_with("https://"))
+            .then_some(&system));
         if let Some(tls) = tls {
-            let read = |path: &PathBuf| {
-                std::fs::read(path).map_err(|err| {
-                    StoreError::Backend(format!("etcd TLS file {}: {err}", path.display()))
-                })
-            };
-            let config = TlsOptions::new()
-                .ca_certificate(Certificate::from_pem(read(&tls.ca)?))
-                .identity(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?));
-            options = options.with_tls(config);
+            options = options.with_tls(tls_options(tls)?);
         }
         let where_ = endpoints.join(",");
-        let unreachable =
-            |err: String| StoreError::Backend(format!("etcd at {where_} is unreachable: {err}"));
+        let hint = tls_hint(tls);
+        let unreachable = |err: String| {
+            StoreError::Backend(format!("etcd at {where_} is unreachable: {err}{hint}"))
+        };
         let connect = async {
             let client = Client::connect(endpoints, Some(options))
                 .await
@@ -509,14 +626,113 @@ mod tests {
     #[tokio::test]
     async fn missing_tls_file_is_named() {
         let tls = EtcdTls {
-            ca: "/nonexistent/ca.crt".into(),
-            cert: "/nonexistent/client.crt".into(),
-            key: "/nonexistent/client.key".into(),
+            ca: Some("/nonexistent/ca.crt".into()),
+            cert: Some("/nonexistent/client.crt".into()),
+            key: Some("/nonexistent/client.key".into()),
         };
         let err = EtcdStore::connect(&["https://127.0.0.1:2379".into()], Some(&tls))
             .await
             .err()
             .expect("missing files must fail");
         assert!(err.to_string().contains("/nonexistent/ca.crt"), "{err}");
+    }
+
+    #[test]
+    fn datastore_endpoints_name_etcd_only_when_every_one_is_http() {
+        let cases: &[(&str, Option<&[&str]>)] = &[
+            ("http://127.0.0.1:2379", Some(&["http://127.0.0.1:2379"])),
+            (
+                "https://a:2379, https://b:2379",
+                Some(&["https://a:2379", "https://b:2379"]),
+            ),
+            ("sqlite:///var/lib/state.db", None),
+            ("", None),
+            ("http://a:2379,sqlite:///x", None),
+        ];
+        for (endpoint, want) in cases {
+            let want = want.map(|w| w.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            assert_eq!(parse_endpoints(endpoint), want, "{endpoint:?}");
+        }
+    }
+
+    #[test]
+    fn tls_settings_must_fit_the_endpoints() {
+        let file = |name: &str| Some(PathBuf::from(name));
+        let full = EtcdTls::from_files(file("ca"), file("crt"), file("key"));
+        let ca_only = EtcdTls::from_files(file("ca"), None, None);
+        let cert_only = EtcdTls::from_files(None, file("crt"), None);
+        let key_only = EtcdTls::from_files(file("ca"), None, file("key"));
+        let https = vec!["https://a:2379".to_owned()];
+        let http = vec!["http://a:2379".to_owned()];
+        let mixed = vec!["https://a:2379".to_owned(), "http://b:2379".to_owned()];
+        let cases: &[(&Vec<String>, &Option<EtcdTls>, Option<&str>)] = &[
+            (&https, &full, None),
+            (&https, &ca_only, None),
+            (&https, &None, None),
+            (&http, &None, None),
+            (&http, &full, Some("plain http://")),
+            (&https, &cert_only, Some("needs its private key")),
+            (&https, &key_only, Some("needs its certificate")),
+            (&mixed, &None, Some("mix http:// and https://")),
+        ];
+        for (endpoints, tls, want) in cases {
+            let got = check_tls(endpoints, tls.as_ref())
+                .err()
+                .map(|e| e.to_string());
+            match (want, &got) {
+                (None, None) => {}
+                (Some(want), Some(got)) if got.contains(want) => {}
+                _ => panic!("{endpoints:?} {tls:?}: got {got:?}, want {want:?}"),
+            }
+        }
+        assert_eq!(EtcdTls::from_files(None, None, None), None);
+    }
+
+    #[test]
+    fn a_tls_failure_says_what_to_check() {
+        let file = |name: &str| Some(PathBuf::from(name));
+        let cases = [
+            (None, ""),
+            (
+                EtcdTls::from_files(file("ca"), None, None),
+                "--datastore-certfile",
+            ),
+            (
+                EtcdTls::from_files(None, file("c"), file("k")),
+                "--trusted-ca-file",
+            ),
+        ];
+        for (tls, want) in cases {
+            let hint = tls_hint(tls.as_ref());
+            assert!(
+                hint.contains(want) && hint.is_empty() == want.is_empty(),
+                "{tls:?}: {hint}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn https_without_a_ca_file_uses_the_system_bundle() {
+        // With a system bundle, the TLS setup succeeds and the connect fails
+        // only on the closed port; without one, the error asks for a CA file.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let err = EtcdStore::connect(&[format!("https://127.0.0.1:{port}")], None)
+            .await
+            .err()
+            .expect("nothing listens there");
+        let has_bundle = std::env::var_os("SSL_CERT_FILE").is_some()
+            || SYSTEM_CA_BUNDLES
+                .iter()
+                .any(|p| std::path::Path::new(p).is_file());
+        let want = if has_bundle {
+            "unreachable"
+        } else {
+            "--datastore-cafile"
+        };
+        assert!(err.to_string().contains(want), "{err}");
     }
 }

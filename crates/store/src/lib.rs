@@ -11,14 +11,17 @@
 //! - [`memory`]: an in-memory backend for tests.
 //! - [`sqlite`]: the default backend, one SQLite file in WAL mode with group commit.
 //! - [`etcd`]: an etcd cluster, for several servers on one datastore.
+//! - [`copy`]: copying every key from one store into another (`skiff migrate`).
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
+pub mod copy;
 pub mod etcd;
 pub mod memory;
 pub mod sqlite;
 
+pub use copy::{CopyError, CopyReport, copy};
 pub use etcd::{EtcdStore, EtcdTls};
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;

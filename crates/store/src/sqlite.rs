@@ -289,6 +289,34 @@ impl SqliteStore {
         &self.shared.path
     }
 
+    /// Whether another open store (e.g. a running server, in this process or
+    /// another) has the database at `path` open.
+    ///
+    /// In WAL mode every open connection holds a shared lock on the
+    /// database file for as long as it is open, so asking for an exclusive
+    /// lock, without waiting, fails exactly while some connection is open.
+    /// The lock is let go at once: a store opened after this answer is not seen.
+    pub fn in_use(path: &Path) -> Result<bool> {
+        use rusqlite::OpenFlags;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|err| StoreError::Backend(format!("{}: {err}", path.display())))?;
+        conn.busy_timeout(Duration::ZERO).map_err(backend)?;
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+            .map_err(backend)?;
+        match conn.execute_batch("BEGIN EXCLUSIVE; ROLLBACK;") {
+            Ok(()) => Ok(false),
+            Err(rusqlite::Error::SqliteFailure(err, _))
+                if err.code == rusqlite::ErrorCode::DatabaseBusy =>
+            {
+                Ok(true)
+            }
+            Err(err) => Err(StoreError::Backend(format!("{}: {err}", path.display()))),
+        }
+    }
+
     fn lock_writer(&self) -> MutexGuard<'_, Option<WriterHandle>> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -879,5 +907,25 @@ mod tests {
             .pragma_query_value(None, "freelist_count", |r| r.get(0))
             .unwrap();
         assert!(free < VACUUM_THRESHOLD_PAGES, "freelist_count {free}");
+    }
+
+    #[tokio::test]
+    async fn in_use_while_a_store_has_the_file_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let missing = SqliteStore::in_use(&path).unwrap_err();
+        assert!(missing.to_string().contains("state.db"), "{missing}");
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        // Idle after a write, and with a pooled reader open.
+        store.create("/a", Bytes::from_static(b"x")).await.unwrap();
+        store.list("/").await.unwrap();
+        assert!(SqliteStore::in_use(&path).unwrap());
+        // Asking did not disturb the store.
+        store.create("/b", Bytes::from_static(b"y")).await.unwrap();
+        store.close().unwrap();
+        assert!(!SqliteStore::in_use(&path).unwrap());
+        // Asking leaves the file usable.
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        assert_eq!(store.list("/").await.unwrap().0.len(), 2);
     }
 }

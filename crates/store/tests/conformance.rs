@@ -700,6 +700,76 @@ async fn etcd_two_clients_share_writes_watches_and_compaction() {
     assert_eq!(take(&mut watch, 2).await[1].kv.key, "/registry/y");
 }
 
+/// `skiff migrate`'s copy: a SQLite store with history into a fresh etcd.
+/// Every key under `/` arrives with its value verbatim and its own new
+/// revision; a second copy into the same etcd is refused and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_copy_from_sqlite_keeps_values_and_refuses_a_second_time() {
+    let Some(f) = etcd().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = open(&dir.path().join("state.db"), manual());
+    // More keys than one etcd list page, some updated, some deleted.
+    let total = skiff_store::etcd::LIST_PAGE as usize + 500;
+    let writes = (0..total).map(|i| {
+        let sqlite = &sqlite;
+        async move {
+            let key = format!("/registry/configmaps/ns/c{i:05}");
+            let rev = sqlite
+                .create(&key, b(&format!("{{\"v\":{i}}}")))
+                .await
+                .unwrap();
+            if i % 10 == 0 {
+                sqlite
+                    .update(&key, b(&format!("{{\"v\":-{i}}}")), rev)
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    futures::future::join_all(writes).await;
+    sqlite.create("/registry/gone", b("x")).await.unwrap();
+    sqlite.delete("/registry/gone", None).await.unwrap();
+    sqlite
+        .create("/bootstrap/skiff", b("sealed"))
+        .await
+        .unwrap();
+
+    let report = skiff_store::copy(&sqlite, f.store.as_ref(), "/")
+        .await
+        .unwrap();
+    eprintln!(
+        "copied {} keys ({} bytes) from SQLite to etcd in {:?}",
+        report.keys, report.bytes, report.elapsed
+    );
+    assert_eq!(report.keys, total + 1);
+    assert_eq!(
+        report.source_revision,
+        sqlite.current_revision().await.unwrap()
+    );
+    let (want, _) = sqlite.list("/").await.unwrap();
+    let (got, revision) = f.store.list("/").await.unwrap();
+    assert_eq!(revision, report.target_revision);
+    assert_eq!(revision, f.base + report.keys as Revision);
+    let pairs = |kvs: &[KeyValue]| -> Vec<(String, Bytes)> {
+        kvs.iter()
+            .map(|kv| (kv.key.clone(), kv.value.clone()))
+            .collect()
+    };
+    assert_eq!(pairs(&got), pairs(&want));
+    let revisions: BTreeSet<Revision> = got.iter().map(|kv| kv.mod_revision).collect();
+    assert_eq!(revisions.len(), got.len(), "one revision per key");
+    assert!(got.iter().all(|kv| kv.create_revision == kv.mod_revision));
+
+    let err = skiff_store::copy(&sqlite, f.store.as_ref(), "/")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        skiff_store::CopyError::TargetHasCluster { count: total }
+    );
+    assert_eq!(f.store.current_revision().await.unwrap(), revision);
+}
+
 // ---- SQLite only ----
 
 fn open(path: &Path, options: SqliteOptions) -> SqliteStore {

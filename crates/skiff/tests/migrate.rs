@@ -1,0 +1,522 @@
+//! `skiff migrate` copies a SQLite cluster into a real etcd (Debian
+//! etcd-server): the objects come back on etcd with their uids, and the
+//! controllers carry on; a second migrate into the same etcd, or one while
+//! the server runs, is refused. And `skiff server` reaches an etcd that
+//! demands client certificates with `--datastore-cafile/certfile/keyfile`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Kill {
+    /// Stops the process as an operator would (SIGTERM) and waits for it to exit.
+    fn stop(mut self) {
+        let pid = self.0.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.0.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the server did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Whether etcd, etcdctl and kubectl are here; outside CI a missing one skips the test.
+fn prerequisites() -> bool {
+    let missing = ["/usr/bin/etcd", "/usr/bin/etcdctl"]
+        .iter()
+        .any(|p| !Path::new(p).exists())
+        || Command::new("kubectl")
+            .arg("version")
+            .arg("--client")
+            .output()
+            .is_err();
+    if missing {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "etcd-server or kubectl missing in CI"
+        );
+        eprintln!("\n*** SKIPPING migrate test: needs etcd-server, etcd-client and kubectl ***\n");
+    }
+    !missing
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new("kubectl")
+        .env("KUBECONFIG", kubeconfig)
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn wait<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn skiff(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_skiff"));
+    c.args(args);
+    c
+}
+
+/// `skiff server --disable-agent` on `data`, with more flags.
+fn server(data: &Path, port: u16, flags: &[&str]) -> Command {
+    let mut c = skiff(&["server", "--disable-agent"]);
+    c.args(["--https-listen-port", &port.to_string()])
+        .arg("--data-dir")
+        .arg(data)
+        .args(flags)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Runs `skiff migrate` from `data` into `endpoint`, with more flags.
+fn migrate(data: &Path, endpoint: &str, flags: &[&str]) -> Output {
+    skiff(&["migrate", "--datastore-endpoint", endpoint])
+        .arg("--data-dir")
+        .arg(data)
+        .args(flags)
+        .output()
+        .unwrap()
+}
+
+/// A fresh etcd in `dir`; `client_url` is http:// or, with `tls` flags, https://.
+fn etcd(dir: &Path, client_url: &str, tls: &[String]) -> Kill {
+    let peer = format!("http://127.0.0.1:{}", free_port());
+    Kill(
+        Command::new("/usr/bin/etcd")
+            .args([
+                "--unsafe-no-fsync",
+                "--heartbeat-interval=10",
+                "--election-timeout=100",
+            ])
+            .arg("--data-dir")
+            .arg(dir)
+            .args([
+                "--listen-client-urls",
+                client_url,
+                "--advertise-client-urls",
+                client_url,
+            ])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("default={peer}")])
+            .args(tls)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// `etcdctl` on `endpoint`, with more flags; its stdout when it succeeds.
+fn etcdctl(endpoint: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new("/usr/bin/etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", endpoint])
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `uid creationTimestamp` of an object.
+fn identity(kubeconfig: &Path, args: &[&str]) -> String {
+    let mut all = vec!["get"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&[
+        "-o",
+        "jsonpath={.metadata.uid} {.metadata.creationTimestamp}",
+    ]);
+    let out = kubectl(kubeconfig, &all).unwrap_or_else(|| panic!("kubectl {all:?}"));
+    assert!(out.len() > 30, "{args:?}: {out:?}");
+    out
+}
+
+fn pods(kubeconfig: &Path) -> Option<usize> {
+    let out = kubectl(
+        kubeconfig,
+        &["get", "pods", "-n", "m", "-l", "app=d", "-o", "name"],
+    )?;
+    Some(out.lines().count())
+}
+
+#[test]
+fn a_sqlite_cluster_migrates_into_etcd_with_its_objects_and_controllers() {
+    if !prerequisites() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let kubeconfig = data.join("kubeconfig.yaml");
+    let port = free_port();
+
+    // A cluster on SQLite, with objects of our own and a controller at work.
+    let sqlite = Kill(server(&data, port, &[]).spawn().unwrap());
+    wait("the server on SQLite", || {
+        kubectl(&kubeconfig, &["get", "ns"])
+    });
+    kubectl(&kubeconfig, &["create", "namespace", "m"]).expect("namespace");
+    kubectl(
+        &kubeconfig,
+        &["create", "configmap", "c", "-n", "m", "--from-literal=a=b"],
+    )
+    .expect("configmap");
+    kubectl(
+        &kubeconfig,
+        &[
+            "create",
+            "deployment",
+            "d",
+            "-n",
+            "m",
+            "--image=busybox",
+            "--replicas=2",
+        ],
+    )
+    .expect("deployment");
+    wait("ReplicaSet and pods", || {
+        (pods(&kubeconfig)? == 2).then_some(())
+    });
+    let rs = kubectl(&kubeconfig, &["get", "rs", "-n", "m", "-o", "name"]).unwrap();
+    let rs = rs.trim();
+    let objects: &[&[&str]] = &[
+        &["namespace", "m"],
+        &["configmap", "c", "-n", "m"],
+        &["deployment", "d", "-n", "m"],
+        &[rs, "-n", "m"],
+    ];
+    let before: Vec<String> = objects.iter().map(|o| identity(&kubeconfig, o)).collect();
+
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let _etcd = etcd(&dir.path().join("etcd"), &url, &[]);
+    wait("etcd to serve", || etcdctl(&url, &["endpoint", "health"]));
+
+    // Refused while the server has the database open.
+    let out = migrate(&data, &url, &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is in use, by a running skiff server: stop the server"),
+        "{err}"
+    );
+    assert_eq!(
+        etcdctl(&url, &["get", "--prefix", "/", "--keys-only"])
+            .unwrap()
+            .trim(),
+        ""
+    );
+
+    sqlite.stop();
+    let started = Instant::now();
+    let out = migrate(&data, &url, &[]);
+    let took = started.elapsed();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("skiff migrate took {took:?}: {said}");
+    assert!(said.starts_with("migrated "), "{said}");
+    let keys = etcdctl(&url, &["get", "--prefix", "/registry/", "--keys-only"]).unwrap();
+    let copied: usize = said.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert_eq!(
+        keys.lines().filter(|l| !l.is_empty()).count(),
+        copied - keys_outside_registry(&url)
+    );
+    assert!(keys.contains("/registry/configmaps/m/c"), "{keys}");
+
+    // The same data dir on etcd: the same objects, and the controllers go on.
+    let etcd_server = Kill(
+        server(&data, port, &["--datastore-endpoint", &url])
+            .spawn()
+            .unwrap(),
+    );
+    wait("the server on etcd", || {
+        kubectl(&kubeconfig, &["get", "cm", "c", "-n", "m"])
+    });
+    let after: Vec<String> = objects.iter().map(|o| identity(&kubeconfig, o)).collect();
+    assert_eq!(after, before, "uids and creation times");
+    // resourceVersion is now etcd's revision of the key.
+    let rv = kubectl(
+        &kubeconfig,
+        &[
+            "get",
+            "cm",
+            "c",
+            "-n",
+            "m",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ],
+    )
+    .unwrap();
+    let kv = etcdctl(&url, &["get", "/registry/configmaps/m/c", "-w", "json"]).unwrap();
+    let kv: serde_json::Value = serde_json::from_str(&kv).unwrap();
+    assert_eq!(rv, kv["kvs"][0]["mod_revision"].to_string());
+    kubectl(
+        &kubeconfig,
+        &["scale", "deployment", "d", "-n", "m", "--replicas=3"],
+    )
+    .expect("scale");
+    wait("a third pod", || (pods(&kubeconfig)? == 3).then_some(()));
+    let sets = kubectl(&kubeconfig, &["get", "rs", "-n", "m", "-o", "name"]).unwrap();
+    assert_eq!(sets.trim(), rs, "the same ReplicaSet scaled");
+    assert_eq!(
+        kubectl(
+            &kubeconfig,
+            &["get", "cm", "c", "-n", "m", "-o", "jsonpath={.data.a}"]
+        )
+        .unwrap(),
+        "b"
+    );
+
+    // A second migrate into the same etcd is refused and writes nothing.
+    drop(etcd_server);
+    let revision = |url: &str| {
+        let status = etcdctl(url, &["endpoint", "status", "-w", "json"]).unwrap();
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        status[0]["Status"]["header"]["revision"].as_i64().unwrap()
+    };
+    let at = revision(&url);
+    let out = migrate(&data, &url, &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the target datastore already holds")
+            && err.contains("keys under /registry/")
+            && err.contains("nothing was written"),
+        "{err}"
+    );
+    assert_eq!(revision(&url), at);
+}
+
+/// How many keys the copy put outside `/registry/` (e.g. `/bootstrap/…`).
+fn keys_outside_registry(url: &str) -> usize {
+    let all = etcdctl(url, &["get", "--prefix", "/", "--keys-only"]).unwrap();
+    all.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with("/registry/"))
+        .count()
+}
+
+/// PEM files for a CA, etcd's serving certificate and a client certificate.
+struct Pki {
+    ca: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+}
+
+fn pki(dir: &Path) -> Pki {
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, &ca_key);
+    let leaf = |names: Vec<String>, usage: ExtendedKeyUsagePurpose| {
+        let mut params = CertificateParams::new(names).unwrap();
+        params.extended_key_usages = vec![usage];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_cert, server_key) = leaf(
+        vec!["127.0.0.1".into(), "localhost".into()],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let (client_cert, client_key) = leaf(vec!["skiff".into()], ExtendedKeyUsagePurpose::ClientAuth);
+    let write = |name: &str, pem: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path
+    };
+    Pki {
+        ca: write("ca.crt", &ca_cert.pem()),
+        server_cert: write("server.crt", &server_cert),
+        server_key: write("server.key", &server_key),
+        client_cert: write("client.crt", &client_cert),
+        client_key: write("client.key", &client_key),
+    }
+}
+
+#[test]
+fn a_server_and_migrate_reach_an_etcd_that_demands_client_certificates() {
+    if !prerequisites() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let path = |p: &PathBuf| p.to_str().unwrap().to_owned();
+    let url = format!("https://127.0.0.1:{}", free_port());
+    let _etcd = etcd(
+        &dir.path().join("etcd"),
+        &url,
+        &[
+            "--cert-file".into(),
+            path(&pki.server_cert),
+            "--key-file".into(),
+            path(&pki.server_key),
+            "--trusted-ca-file".into(),
+            path(&pki.ca),
+            "--client-cert-auth".into(),
+        ],
+    );
+    let (ca, cert, key) = (path(&pki.ca), path(&pki.client_cert), path(&pki.client_key));
+    let client_tls = ["--cacert", &ca, "--cert", &cert, "--key", &key];
+    wait("etcd to serve over TLS", || {
+        let mut args = client_tls.to_vec();
+        args.extend(["endpoint", "health"]);
+        etcdctl(&url, &args)
+    });
+    let tls_flags = [
+        "--datastore-cafile",
+        &ca,
+        "--datastore-certfile",
+        &cert,
+        "--datastore-keyfile",
+        &key,
+    ];
+
+    // A cluster on SQLite, migrated over TLS.
+    let data = dir.path().join("server");
+    let kubeconfig = data.join("kubeconfig.yaml");
+    let port = free_port();
+    let sqlite = Kill(server(&data, port, &[]).spawn().unwrap());
+    wait("the server on SQLite", || {
+        kubectl(&kubeconfig, &["get", "ns"])
+    });
+    kubectl(
+        &kubeconfig,
+        &["create", "configmap", "c", "--from-literal=a=b"],
+    )
+    .expect("configmap");
+    let uid = identity(&kubeconfig, &["configmap", "c"]);
+    sqlite.stop();
+    let out = migrate(&data, &url, &tls_flags);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Without the client certificate etcd turns the server away, fast and plainly.
+    let started = Instant::now();
+    let out = server(
+        &data,
+        port,
+        &["--datastore-endpoint", &url, "--datastore-cafile", &ca],
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("without a client certificate: {err}");
+    assert!(err.contains(&url) && err.contains("unreachable"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.contains("give --datastore-certfile and --datastore-keyfile"),
+        "{err}"
+    );
+
+    // A CA that did not sign etcd's certificate.
+    let mut flags = vec!["--datastore-endpoint", url.as_str()];
+    flags.extend(tls_flags);
+    flags[3] = &cert;
+    let out = server(&data, port, &flags).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("with the wrong CA: {err}");
+    assert!(
+        err.contains(&url) && err.contains("--datastore-cafile signed"),
+        "{err}"
+    );
+
+    // TLS files need an etcd endpoint; a certificate needs its key.
+    let out = server(&data, port, &["--datastore-cafile", &ca])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("are for an etcd datastore"), "{err}");
+    let out = server(
+        &data,
+        port,
+        &["--datastore-endpoint", &url, "--datastore-certfile", &cert],
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("--datastore-keyfile"), "{err}");
+
+    // With it, the server serves kubectl from the TLS etcd.
+    let mut flags = vec!["--datastore-endpoint", url.as_str()];
+    flags.extend(tls_flags);
+    let _server = Kill(server(&data, port, &flags).spawn().unwrap());
+    wait("the server on the TLS etcd", || {
+        kubectl(&kubeconfig, &["get", "cm", "c"])
+    });
+    assert_eq!(identity(&kubeconfig, &["configmap", "c"]), uid);
+    kubectl(
+        &kubeconfig,
+        &["create", "configmap", "after", "--from-literal=x=y"],
+    )
+    .expect("write");
+    let mut args = client_tls.to_vec();
+    args.extend([
+        "get",
+        "--prefix",
+        "/registry/configmaps/default/",
+        "--keys-only",
+    ]);
+    let keys = etcdctl(&url, &args).unwrap();
+    assert!(
+        keys.contains("/registry/configmaps/default/after"),
+        "{keys}"
+    );
+}
