@@ -41,7 +41,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct AgentArgs {
-    /// The server to join, https://HOST:PORT.
+    /// The server to join, https://HOST:PORT; several, comma-separated, for a cluster
+    /// of servers: the agent then reaches whichever of them answers.
     #[arg(long, short = 's', env = "SKIFF_URL")]
     server: String,
     /// The join token from the server's DATA_DIR/token.
@@ -75,7 +76,8 @@ struct AgentArgs {
 
 #[derive(clap::Args)]
 struct SimArgs {
-    /// The server to join, https://HOST:PORT.
+    /// The server to join, https://HOST:PORT; several, comma-separated, for a cluster
+    /// of servers: the agent then reaches whichever of them answers.
     #[arg(long, short = 's', env = "SKIFF_URL")]
     server: String,
     /// The join token from the server's DATA_DIR/token.
@@ -154,20 +156,6 @@ async fn sim(args: SimArgs) -> Result<()> {
     Ok(())
 }
 
-/// Splits a k3s-style join token `K10<sha256 of the CA>::server:<secret>`.
-fn parse_token(token: &str) -> (Option<String>, String) {
-    match token
-        .strip_prefix("K10")
-        .and_then(|rest| rest.split_once("::"))
-    {
-        Some((hash, cred)) => (
-            Some(hash.to_string()),
-            cred.rsplit(':').next().unwrap_or(cred).to_string(),
-        ),
-        None => (None, token.to_string()),
-    }
-}
-
 /// What a node gets when it joins: a client with its own credentials, and
 /// the certificate of its kubelet endpoint.
 struct Joined {
@@ -177,6 +165,10 @@ struct Joined {
     ca_pem: String,
     serving_cert: String,
     serving_key: String,
+    /// The node's own bearer token.
+    node_token: String,
+    /// The server it joined through.
+    trusted: Trusted,
 }
 
 /// A server whose CA the join token's pin vouched for.
@@ -189,7 +181,13 @@ struct Trusted {
 impl Trusted {
     /// A client of the server that trusts only its CA and sends `token`.
     fn client(&self, token: &str) -> Result<kube::Client> {
-        let mut cfg = kube::Config::new(self.url.clone());
+        self.client_at(self.url.clone(), token)
+    }
+
+    /// A client of the cluster at `url` (another server of it, or the node's
+    /// balancer in front of them) that trusts only the CA and sends `token`.
+    fn client_at(&self, url: http::Uri, token: &str) -> Result<kube::Client> {
+        let mut cfg = kube::Config::new(url);
         cfg.root_cert = Some(self.ca_der.clone());
         cfg.auth_info.token = Some(token.to_string().into());
         kube::Client::try_from(cfg).context("building a client")
@@ -212,7 +210,7 @@ async fn trust_server(server: &str, token: &str) -> Result<Trusted> {
     let url: http::Uri = server
         .parse()
         .with_context(|| format!("--server {server:?} is not a URL"))?;
-    let (pin, _secret) = parse_token(token);
+    let (pin, _secret) = skiff_apiserver::bootstrap_data::parse_token(token);
     // Fetch /cacerts without trusting anything yet, and without credentials.
     let mut probe = kube::Config::new(url.clone());
     probe.accept_invalid_certs = true;
@@ -289,7 +287,48 @@ async fn join(server: &str, token: &str, node_name: &str, address: &str) -> Resu
         ca_pem: trusted.ca_pem.clone(),
         serving_cert: field("servingCert")?,
         serving_key: field("servingKey")?,
+        node_token: field("token")?,
+        trusted,
     })
+}
+
+/// Joins the first of `servers` that answers (all servers of a cluster
+/// share its CA and tokens, so any will do).
+async fn join_any(
+    servers: &[String],
+    token: &str,
+    node_name: &str,
+    address: &str,
+) -> Result<Joined> {
+    let mut last = None;
+    for server in servers {
+        match join(server, token, node_name, address).await {
+            Ok(j) => return Ok(j),
+            Err(e) => {
+                if servers.len() > 1 {
+                    eprintln!("skiff agent: {e:#}; trying the next server");
+                }
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("--server lists no server")))
+}
+
+/// The `host:port` of each server URL, for the balancer.
+fn server_authorities(servers: &[String]) -> Result<Vec<String>> {
+    servers
+        .iter()
+        .map(|s| {
+            let url: http::Uri = s
+                .parse()
+                .with_context(|| format!("--server {s:?} is not a URL"))?;
+            let host = url
+                .host()
+                .with_context(|| format!("--server {s:?} has no host"))?;
+            Ok(format!("{host}:{}", url.port_u16().unwrap_or(6443)))
+        })
+        .collect()
 }
 
 /// A node's runtime: runc itself when it runs here (for logs and exec), the
@@ -363,7 +402,36 @@ async fn agent(args: AgentArgs) -> Result<()> {
             .to_string(),
         (None, None) => bail!("give the join token with --token or --token-file"),
     };
-    let joined = join(&args.server, &token, &node_name, &address).await?;
+    let servers: Vec<String> = args
+        .server
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut joined = join_any(&servers, &token, &node_name, &address).await?;
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    // With several servers, the node's clients go through a local balancer
+    // that moves to another server when one stops answering (k3s' agent
+    // load balancer); every server's certificate names 127.0.0.1.
+    let _balancer = if servers.len() > 1 {
+        let balancer = skiff_net::balancer::Balancer::start(
+            std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            server_authorities(&servers)?,
+            shutdown.clone(),
+        )
+        .await
+        .context("starting the API server balancer")?;
+        let url: http::Uri = format!("https://{}", balancer.local_addr()).parse()?;
+        joined.client = joined.trusted.client_at(url, &joined.node_token)?;
+        eprintln!(
+            "skiff agent: reaching the servers {} through {}",
+            servers.join(", "),
+            balancer.local_addr()
+        );
+        Some(balancer)
+    } else {
+        None
+    };
     let agent_dir = args.data_dir.join("agent");
     std::fs::create_dir_all(&agent_dir)
         .with_context(|| format!("creating {}", agent_dir.display()))?;
@@ -431,8 +499,10 @@ async fn agent(args: AgentArgs) -> Result<()> {
             .unwrap_or(args.kubelet_port),
         network: Some(network.clone()),
     };
-    eprintln!("skiff agent: node {node_name} joined {}", args.server);
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    eprintln!(
+        "skiff agent: node {node_name} joined {}",
+        joined.trusted.url
+    );
     tokio::spawn(skiff_apiserver::node_server::serve(
         listener,
         tls,
@@ -594,6 +664,16 @@ struct ServerArgs {
     /// The longest crash-loop back-off between container restarts.
     #[arg(long, default_value = "300s", value_parser = parse_duration)]
     crashloop_backoff_max: std::time::Duration,
+    /// How long a candidate waits, after it last saw the leader renew its lease, before
+    /// taking over the controllers' or the scheduler's lease.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    leader_elect_lease_duration: std::time::Duration,
+    /// How long the leader keeps trying to renew before it stops its controllers or scheduler.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    leader_elect_renew_deadline: std::time::Duration,
+    /// How often leases are renewed, or tried for.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    leader_elect_retry_period: std::time::Duration,
     /// How long a node may go unheard (no Lease renewal, no status) before it is marked Unknown.
     #[arg(long, default_value = "40s", value_parser = parse_duration)]
     node_monitor_grace_period: std::time::Duration,
@@ -739,6 +819,23 @@ fn start_agent(
     }))
 }
 
+/// This server's leader-election identity, `<node name>_<id>`: the id is made
+/// once and kept in `DATA_DIR/server/id`, so a restart keeps the identity
+/// and two servers on one machine differ.
+fn leader_identity(data_dir: &std::path::Path, node_name: &str) -> Result<String> {
+    let path = data_dir.join("server").join("id");
+    let id = match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
+        _ => {
+            let id = uuid::Uuid::new_v4().to_string();
+            skiff_apiserver::tls::write_private(&path, format!("{id}\n").as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+            id
+        }
+    };
+    Ok(format!("{node_name}_{id}"))
+}
+
 fn default_data_dir() -> PathBuf {
     if std::env::var_os("HOME").is_none() || is_root() {
         PathBuf::from("/var/lib/skiff")
@@ -825,12 +922,33 @@ async fn server(args: ServerArgs) -> Result<()> {
         args.data_dir.join("token").display(),
     );
     let (stop_agent, agent_shutdown) = tokio::sync::watch::channel(false);
-    if !args.disable_scheduler {
-        let client = kube::Client::new(
+    let node_name = args.node_name.clone().unwrap_or_else(hostname);
+    // Controllers and the scheduler run on one server of a cluster at a time,
+    // each under its Lease in kube-system, as kube-controller-manager's and
+    // kube-scheduler's do. The identity is stable across restarts, so a
+    // restarted server takes its own lease back at once.
+    let identity = leader_identity(&args.data_dir, &node_name)?;
+    let election = |lease: &str| skiff_controllers::leader::ElectionConfig {
+        lease_duration: args.leader_elect_lease_duration,
+        renew_deadline: args.leader_elect_renew_deadline,
+        retry_period: args.leader_elect_retry_period,
+        ..skiff_controllers::leader::ElectionConfig::new(lease, &identity)
+    };
+    let in_process = || {
+        kube::Client::new(
             skiff_apiserver::inproc::InProcess(running.server.clone()),
             "default",
-        );
-        tokio::spawn(skiff_scheduler::run::run(client, agent_shutdown.clone()));
+        )
+    };
+    let mut elected = Vec::new();
+    if !args.disable_scheduler {
+        let client = in_process();
+        elected.push(tokio::spawn(skiff_controllers::leader::run_elected(
+            in_process(),
+            election("kube-scheduler"),
+            agent_shutdown.clone(),
+            move |stop| skiff_scheduler::run::run(client.clone(), stop),
+        )));
     }
     let controllers = skiff_controllers::Config {
         node_monitor_period: args.node_monitor_period,
@@ -844,18 +962,16 @@ async fn server(args: ServerArgs) -> Result<()> {
         hpa_downscale_stabilization: args.horizontal_pod_autoscaler_downscale_stabilization,
         ..Default::default()
     };
-    tokio::spawn(skiff_controllers::run(
-        kube::Client::new(
-            skiff_apiserver::inproc::InProcess(running.server.clone()),
-            "default",
-        ),
-        controllers,
+    let client = in_process();
+    elected.push(tokio::spawn(skiff_controllers::leader::run_elected(
+        in_process(),
+        election("kube-controller-manager"),
         agent_shutdown.clone(),
-    ));
+        move |stop| skiff_controllers::run(client.clone(), controllers.clone(), stop),
+    )));
     let agent = if args.disable_agent {
         None
     } else {
-        let node_name = args.node_name.clone().unwrap_or_else(hostname);
         let address = skiff_apiserver::bootstrap::advertise_address(args.bind_address)
             .map(|a| a.to_string())
             .unwrap_or_else(|| args.bind_address.to_string());
@@ -872,6 +988,12 @@ async fn server(args: ServerArgs) -> Result<()> {
     shutdown_signal().await;
     eprintln!("skiff server: shutting down (containers keep running)");
     let _ = stop_agent.send(true);
+    // The leases are released, so another server takes over at once.
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        futures::future::join_all(elected),
+    )
+    .await;
     if let Some(a) = agent {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), a).await;
     }

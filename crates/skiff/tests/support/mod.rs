@@ -318,6 +318,12 @@ impl Server {
     /// Starts `skiff agent` as node `name` (data dir `DATA/name`, its own
     /// kubelet port on loopback) and waits until the node is Ready.
     pub fn join_agent(&mut self, name: &str, extra: &[&str]) {
+        self.join_agent_via(name, None, extra)
+    }
+
+    /// [`Server::join_agent`], with `--server` given as `servers` (e.g. a
+    /// comma-separated list of several servers) instead of this server's URL.
+    pub fn join_agent_via(&mut self, name: &str, servers: Option<&str>, extra: &[&str]) {
         let dir = self.data().join(name);
         let st = Command::new(skiff_bin())
             .args(["image", "import"])
@@ -346,7 +352,12 @@ impl Server {
         };
         let child = cmd
             .arg("agent")
-            .args(["--server", &format!("https://{server}:{}", self.port)])
+            .args([
+                "--server",
+                &servers
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("https://{server}:{}", self.port)),
+            ])
             .arg("--token-file")
             .arg(self.data().join("token"))
             .args(["--node-name", name, "--node-ip", &node_ip])
@@ -401,7 +412,16 @@ impl Server {
 
     /// Spawns the server process on a fresh port and waits until it answers.
     pub fn spawn(&mut self) {
-        let port = free_port();
+        self.spawn_at(free_port())
+    }
+
+    /// The server's HTTPS port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Spawns the server process on `port` and waits until it answers.
+    pub fn spawn_at(&mut self, port: u16) {
         self.port = port;
         self.log_n += 1;
         let log =
