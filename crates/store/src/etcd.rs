@@ -188,6 +188,43 @@ pub struct EtcdStore {
     compacted: AtomicI64,
 }
 
+/// Whether a failed call never reached etcd: no connection could be made to
+/// the member the balanced channel routed it to (that member is down). Such
+/// a call is safe to send again, writes included, and the channel then
+/// routes it to another member. A call that may have reached etcd is never
+/// resent: a compare-and-swap sent twice could report its own write as a
+/// conflict.
+fn never_sent(err: &etcd_client::Error) -> bool {
+    match err {
+        etcd_client::Error::GRpcStatus(status) => {
+            // 14: UNAVAILABLE, with the transport's connect failure as the cause.
+            status.code() as i32 == 14 && status.message().contains("connect")
+        }
+        _ => false,
+    }
+}
+
+/// Sends a call, again after a short pause while it fails without having
+/// reached etcd (see [`never_sent`]), for up to about two seconds.
+async fn resend<T, F, Fut>(mut call: F) -> std::result::Result<T, etcd_client::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+{
+    let mut pause = Duration::from_millis(10);
+    let mut waited = Duration::ZERO;
+    loop {
+        match call().await {
+            Err(err) if never_sent(&err) && waited < Duration::from_secs(2) => {
+                tokio::time::sleep(pause).await;
+                waited += pause;
+                pause = (pause * 2).min(Duration::from_millis(250));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn backend(err: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("etcd: {err}"))
 }
@@ -301,7 +338,12 @@ impl EtcdStore {
     /// below the compacted revision.
     async fn readable_at(&self, revision: Revision) -> Result<bool> {
         let options = GetOptions::new().with_revision(revision).with_count_only();
-        match self.kv().get(vec![0], Some(options)).await {
+        match resend(|| {
+            let (mut kv, options) = (self.kv(), options.clone());
+            async move { kv.get(vec![0], Some(options)).await }
+        })
+        .await
+        {
             Ok(_) => Ok(true),
             Err(err) if err.to_string().contains(COMPACTED_MESSAGE) => Ok(false),
             Err(err) if err.to_string().contains(FUTURE_MESSAGE) => Ok(true),
@@ -334,7 +376,12 @@ impl EtcdStore {
             .when(compares)
             .and_then([then])
             .or_else([TxnOp::get(key, None)]);
-        let response = self.kv().txn(txn).await.map_err(backend)?;
+        let response = resend(|| {
+            let (mut kv, txn) = (self.kv(), txn.clone());
+            async move { kv.txn(txn).await }
+        })
+        .await
+        .map_err(backend)?;
         if response.succeeded() {
             return Ok(response);
         }
@@ -387,7 +434,12 @@ fn to_event(event: &etcd_client::Event) -> Result<Event> {
 #[async_trait::async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let response = self.kv().get(key, None).await.map_err(backend)?;
+        let response = resend(|| {
+            let mut kv = self.kv();
+            async move { kv.get(key, None).await }
+        })
+        .await
+        .map_err(backend)?;
         response.kvs().first().map(to_kv).transpose()
     }
 
@@ -402,11 +454,12 @@ impl Store for EtcdStore {
             if revision > 0 {
                 options = options.with_revision(revision);
             }
-            let response = self
-                .kv()
-                .get(start.clone(), Some(options))
-                .await
-                .map_err(backend)?;
+            let response = resend(|| {
+                let (mut kv, start, options) = (self.kv(), start.clone(), options.clone());
+                async move { kv.get(start, Some(options)).await }
+            })
+            .await
+            .map_err(backend)?;
             if revision == 0 {
                 revision = header_revision(response.header())?;
             }
@@ -427,7 +480,12 @@ impl Store for EtcdStore {
         let txn = Txn::new()
             .when([Compare::create_revision(key, CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key, value.to_vec(), None)]);
-        let response = self.kv().txn(txn).await.map_err(backend)?;
+        let response = resend(|| {
+            let (mut kv, txn) = (self.kv(), txn.clone());
+            async move { kv.txn(txn).await }
+        })
+        .await
+        .map_err(backend)?;
         if !response.succeeded() {
             return Err(StoreError::AlreadyExists {
                 key: key.to_owned(),
@@ -474,13 +532,16 @@ impl Store for EtcdStore {
             .with_range(end)
             .with_prev_key()
             .with_start_revision(after + 1);
-        let mut stream = self
-            .client
-            .watch_client()
-            .max_decoding_message_size(MAX_MESSAGE)
-            .watch(start, Some(options))
-            .await
-            .map_err(backend)?;
+        let mut stream = resend(|| {
+            let mut watch = self
+                .client
+                .watch_client()
+                .max_decoding_message_size(MAX_MESSAGE);
+            let (start, options) = (start.clone(), options.clone());
+            async move { watch.watch(start, Some(options)).await }
+        })
+        .await
+        .map_err(backend)?;
         // Wait until etcd has set the watch up, so errors show here.
         let created = stream
             .message()
@@ -516,16 +577,22 @@ impl Store for EtcdStore {
 
     async fn current_revision(&self) -> Result<Revision> {
         let options = GetOptions::new().with_count_only();
-        let response = self
-            .kv()
-            .get(vec![0], Some(options))
-            .await
-            .map_err(backend)?;
+        let response = resend(|| {
+            let (mut kv, options) = (self.kv(), options.clone());
+            async move { kv.get(vec![0], Some(options)).await }
+        })
+        .await
+        .map_err(backend)?;
         header_revision(response.header())
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
-        match self.kv().compact(revision, None).await {
+        match resend(|| {
+            let mut kv = self.kv();
+            async move { kv.compact(revision, None).await }
+        })
+        .await
+        {
             Ok(_) => {
                 self.compacted.fetch_max(revision, Ordering::Relaxed);
                 Ok(())
