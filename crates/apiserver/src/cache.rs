@@ -97,6 +97,14 @@ struct Inner {
     oldest: Revision,
 }
 
+/// Where the objects are in the datastore.
+const OBJECTS: &str = "/registry/";
+/// The cache follows every key's revision (not only the objects'), so that
+/// writes outside `/registry/` (the bootstrap data, the servers' leases, or
+/// another program's keys in a shared etcd) still move it to the datastore's
+/// revision, which reads wait for.
+const EVERY_KEY: &str = "";
+
 /// The cache. Cheap to share behind an `Arc`.
 pub struct Cache {
     inner: RwLock<Inner>,
@@ -119,7 +127,7 @@ impl Cache {
     /// Loads every object from the store and starts following it.
     pub async fn start(store: Arc<dyn Store>) -> Result<Arc<Self>, skiff_store::StoreError> {
         let compacted = store.compacted_revision().await?;
-        let (items, rev) = store.list("/registry/").await?;
+        let (items, rev) = store.list(OBJECTS).await?;
         let mut objects = BTreeMap::new();
         for kv in items {
             if let Some(o) = Obj::decode(kv.key.clone(), &kv.value, kv.mod_revision) {
@@ -140,9 +148,9 @@ impl Cache {
         });
         // Prime history from the store so a watch from before a restart can resume.
         let replay_from = (rev - HISTORY as i64).max(compacted);
-        let mut stream = store.watch("/registry/", rev).await?;
+        let mut stream = store.watch(EVERY_KEY, rev).await?;
         if replay_from < rev
-            && let Ok(hist) = store.watch("/registry/", replay_from).await
+            && let Ok(hist) = store.watch(EVERY_KEY, replay_from).await
         {
             cache.prime_history(hist, rev).await;
         }
@@ -177,17 +185,28 @@ impl Cache {
         let mut last: BTreeMap<String, Arc<Obj>> = BTreeMap::new();
         let mut out = VecDeque::new();
         let mut first: Option<Revision> = None;
-        // History arrives at once; a store whose latest revision carries no
-        // event (etcd's initial revision 1) never sends one at `until`, so an
-        // idle second ends the replay.
+        // The replay watches every key, so the write at `until` (the list's
+        // revision) is always among its events and ends it; an idle second
+        // ends it too, as a safeguard, and the replay is then not used.
+        let mut complete = false;
         while let Ok(Some(Ok(ev))) =
             tokio::time::timeout(std::time::Duration::from_secs(1), hist.next()).await
         {
             let rev = ev.revision();
             if rev > until {
+                complete = true;
                 break;
             }
             first.get_or_insert(rev);
+            if rev == until {
+                complete = true;
+            }
+            if !ev.kv.key.starts_with(OBJECTS) {
+                if complete {
+                    break;
+                }
+                continue;
+            }
             let Some(obj) = Obj::decode(ev.kv.key.clone(), &ev.kv.value, rev) else {
                 continue;
             };
@@ -209,7 +228,9 @@ impl Cache {
             }
         }
         let mut inner = self.inner.write().expect("cache lock");
-        if let Some(f) = first {
+        if let Some(f) = first
+            && complete
+        {
             inner.oldest = f - 1;
             inner.history = out;
         }
@@ -225,7 +246,7 @@ impl Cache {
         let mut backoff = std::time::Duration::from_millis(50);
         loop {
             let cache = weak.upgrade()?;
-            let result = match store.watch("/registry/", cache.revision()).await {
+            let result = match store.watch(EVERY_KEY, cache.revision()).await {
                 Err(skiff_store::StoreError::Compacted { .. }) => {
                     tracing::warn!("the cache fell behind compaction; relisting");
                     cache.resync(store).await
@@ -246,14 +267,14 @@ impl Cache {
         &self,
         store: &Arc<dyn Store>,
     ) -> Result<skiff_store::WatchStream, skiff_store::StoreError> {
-        let (items, rev) = store.list("/registry/").await?;
+        let (items, rev) = store.list(OBJECTS).await?;
         let mut fresh = BTreeMap::new();
         for kv in items {
             if let Some(o) = Obj::decode(kv.key.clone(), &kv.value, kv.mod_revision) {
                 fresh.insert(kv.key, Arc::new(o));
             }
         }
-        let stream = store.watch("/registry/", rev).await?;
+        let stream = store.watch(EVERY_KEY, rev).await?;
         let mut inner = self.inner.write().expect("cache lock");
         inner.objects = fresh;
         inner.history.clear();
@@ -264,11 +285,29 @@ impl Cache {
         Ok(stream)
     }
 
+    /// Moves the cache's revision past a write that holds no object (a key
+    /// outside `/registry/`, or one that does not decode), so that waits for
+    /// the datastore's revision end.
+    fn advance(&self, rev: Revision) {
+        let mut inner = self.inner.write().expect("cache lock");
+        if rev <= inner.rev {
+            return;
+        }
+        inner.rev = rev;
+        drop(inner);
+        self.rev_tx.send_replace(rev);
+    }
+
     fn apply(&self, ev: skiff_store::Event) {
         let rev = ev.revision();
         let key = ev.kv.key.clone();
+        if !key.starts_with(OBJECTS) {
+            self.advance(rev);
+            return;
+        }
         let Some(obj) = Obj::decode(key.clone(), &ev.kv.value, rev) else {
             tracing::error!("undecodable object at {key}");
+            self.advance(rev);
             return;
         };
         let obj = Arc::new(obj);
