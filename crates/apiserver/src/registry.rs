@@ -439,6 +439,11 @@ impl Registry {
         }
     }
 
+    /// The datastore.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
     /// The cache.
     pub fn cache(&self) -> &Arc<Cache> {
         &self.cache
@@ -497,7 +502,13 @@ impl Registry {
         }
         let ns = ns.ok_or_else(|| ApiError::bad_request("a namespace is required"))?;
         let nsr = catalog::lookup("", "v1", "namespaces").expect("namespaces served");
-        match self.cache.get(&key(nsr, None, ns)) {
+        let mut found = self.cache.get(&key(nsr, None, ns));
+        if found.is_none() {
+            // Perhaps only just created, through another server.
+            self.sync().await?;
+            found = self.cache.get(&key(nsr, None, ns));
+        }
+        match found {
             None => Err(ApiError::not_found(nsr, ns)),
             Some(o)
                 if creating && meta::at(&o.value, &["metadata", "deletionTimestamp"]).is_some() =>
@@ -627,7 +638,25 @@ impl Registry {
         opts: &WriteOptions,
     ) -> ApiResult<Written> {
         let (mut obj, warnings) = decode_object(r, input, opts.field_validation)?;
-        self.sync().await?;
+        // A create needs no read of the datastore first: the write itself
+        // refuses a name that exists. The cache answers admission; it is
+        // brought up to date first where a stale answer would be wrong
+        // (allocation, default classes), or on a miss that may be staleness
+        // (the namespace, a priority class), as Kubernetes reads those
+        // through informers that lag too.
+        let storage_resource = catalog::storage_info(r).resource;
+        if matches!(storage_resource, "services" | "persistentvolumeclaims") || opts.dry_run {
+            self.sync().await?;
+        } else if storage_resource == "pods"
+            && let Some(class) = meta::str_at(&obj, &["spec", "priorityClassName"])
+            && !class.is_empty()
+        {
+            let pcr = catalog::lookup("scheduling.k8s.io", "v1", "priorityclasses")
+                .expect("priorityclasses served");
+            if self.cache.get(&key(pcr, None, class)).is_none() {
+                self.sync().await?;
+            }
+        }
         // Namespace from the URL wins; a different one in the body is an error.
         if r.namespaced {
             let url_ns = ns.unwrap_or("default");
