@@ -19,6 +19,7 @@
 //! - [`bootstrap`]: built-in objects and the namespace controller.
 //! - [`bootstrap_data`]: the CA and admin token every server of a cluster
 //!   shares, sealed with the token in the datastore.
+//! - [`peers`]: the `kubernetes` Service's endpoints, every live server.
 //! - [`tls`]: the CA and serving certificate.
 //! - [`error`]: `Status` errors.
 
@@ -34,6 +35,7 @@ pub mod node;
 pub mod node_client;
 pub mod node_server;
 pub mod openapi;
+pub mod peers;
 pub mod portforward;
 mod proto_schema;
 pub mod protobuf;
@@ -143,7 +145,7 @@ pub enum StartError {
         source: std::io::Error,
     },
     /// The datastore.
-    #[error("datastore: {0}")]
+    #[error("datastore")]
     Store(#[from] skiff_store::StoreError),
     /// The datastore endpoint is not one skiff knows.
     #[error(
@@ -369,12 +371,18 @@ pub struct Running {
     pub admin_token: String,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    /// Keeps this server in the `kubernetes` Service's endpoints.
+    peers: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stops accepting connections and waits for the accept loop to end.
+    /// Takes this server out of the `kubernetes` Service's endpoints, stops
+    /// accepting connections and waits for the accept loop to end.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
+        if let Some(peers) = self.peers {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), peers).await;
+        }
         let _ = self.task.await;
     }
 }
@@ -587,6 +595,16 @@ pub async fn start_with_store(
         .await
         .map_err(|e| StartError::Bootstrap(e.message))?;
     bootstrap::spawn_namespace_controller(server.clone(), shutdown_rx.clone());
+    let peers = bootstrap::advertise_address(host).map(|ip| {
+        tokio::spawn(peers::run(
+            server.clone(),
+            ip,
+            local.port(),
+            peers::INTERVAL,
+            peers::TTL,
+            shutdown_rx.clone(),
+        ))
+    });
     if config
         .datastore_endpoint
         .as_deref()
@@ -609,6 +627,7 @@ pub async fn start_with_store(
         admin_token,
         shutdown,
         task,
+        peers,
     })
 }
 
