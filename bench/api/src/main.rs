@@ -8,8 +8,17 @@
 //! - `rss_10k`: VmRSS once those pods exist;
 //! - `list`: LIST of every pod as JSON, body read but not decoded;
 //! - `watch`: fan-out of N creates to M concurrent watchers;
-//! - `etcd`: the baseline, a local etcd taking puts of a stored pod's size
-//!   through its v3 JSON gateway, with the same concurrency.
+//! - the same creates, LIST and watch figures for skiff on etcd
+//!   (`--datastore-endpoint`), on a 1-member and on a 3-member local etcd
+//!   cluster (`--etcd-members`), each started fresh;
+//! - the floor of each of those clusters, measured before skiff runs on it:
+//!   puts of a stored pod's size through etcd's v3 JSON gateway, `Put` over
+//!   gRPC, and over gRPC the create transaction skiff's store sends, all with
+//!   the same concurrency as the creates.
+//!
+//! The servers run the scheduler (with no nodes it marks every pod
+//! unschedulable and records an event: three writes per create) unless
+//! `--disable-scheduler` is given.
 //!
 //! Every process it starts is killed and every directory it makes is removed
 //! when the run ends, on failure and on Ctrl-C/SIGTERM too. See
@@ -55,6 +64,11 @@ struct Opts {
     watch_events: usize,
     etcd_puts: usize,
     skip_etcd: bool,
+    /// Start every skiff server with `--disable-scheduler`, so that a create
+    /// is the only write (no unschedulable status, no event per pod).
+    disable_scheduler: bool,
+    /// Sizes of the etcd clusters to run, in order (default 1 and 3).
+    etcd_members: Vec<usize>,
 }
 
 impl Opts {
@@ -70,6 +84,8 @@ impl Opts {
             watch_events: 1_000,
             etcd_puts: 10_000,
             skip_etcd: false,
+            disable_scheduler: false,
+            etcd_members: vec![1, 3],
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
@@ -77,10 +93,15 @@ impl Opts {
                 o.skip_etcd = true;
                 continue;
             }
+            if flag == "--disable-scheduler" {
+                o.disable_scheduler = true;
+                continue;
+            }
             if flag == "-h" || flag == "--help" {
                 bail!(
                     "usage: skiff-bench-api [--skiff PATH] [--etcd PATH] [--starts N] [--pods N] \
-                     [--clients N] [--lists N] [--watchers N] [--watch-events N] [--etcd-puts N] [--skip-etcd]"
+                     [--clients N] [--lists N] [--watchers N] [--watch-events N] [--etcd-puts N] \
+                     [--etcd-members N[,N…]] [--skip-etcd] [--disable-scheduler]"
                 );
             }
             let value = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -103,11 +124,24 @@ impl Opts {
                 "--watchers" => o.watchers = num()?,
                 "--watch-events" => o.watch_events = num()?,
                 "--etcd-puts" => o.etcd_puts = num()?,
+                "--etcd-members" => o.etcd_members = parse_members(value)?,
                 _ => bail!("unknown flag {flag:?} (try --help)"),
             }
         }
         Ok(o)
     }
+}
+
+/// `1,3` → `[1, 3]`: etcd cluster sizes, each 1 to 7 members.
+fn parse_members(value: &str) -> Result<Vec<usize>> {
+    let sizes = value
+        .split(',')
+        .map(|part| match part.trim().parse::<usize>() {
+            Ok(n) if (1..=7).contains(&n) => Ok(n),
+            _ => bail!("--etcd-members {value:?}: each size must be a number from 1 to 7"),
+        })
+        .collect::<Result<Vec<usize>>>()?;
+    Ok(sizes)
 }
 
 // ---------------------------------------------------------------- helpers
@@ -161,29 +195,39 @@ fn cpu_ms(pid: Option<u32>) -> f64 {
         .map_or(f64::NAN, |t| t as f64 * 10.0)
 }
 
-/// CPU used by the server and by the benchmark itself during a phase.
+/// CPU used by the server, by the etcd members (if any) and by the
+/// benchmark itself during a phase.
 struct CpuMeter {
-    pid: u32,
-    server: f64,
+    server: Option<(u32, f64)>,
+    etcd: Vec<(u32, f64)>,
     bench: f64,
 }
 
 impl CpuMeter {
-    fn start(pid: u32) -> CpuMeter {
+    fn start(server: Option<u32>, etcd: &[u32]) -> CpuMeter {
         CpuMeter {
-            pid,
-            server: cpu_ms(Some(pid)),
+            server: server.map(|pid| (pid, cpu_ms(Some(pid)))),
+            etcd: etcd.iter().map(|&pid| (pid, cpu_ms(Some(pid)))).collect(),
             bench: cpu_ms(None),
         }
     }
 
-    /// `cpu: server N ms, bench N ms` since `start`.
+    /// `cpu: server N ms, etcd N ms, bench client N ms` since `start`.
     fn report(&self) -> String {
-        format!(
-            "cpu: server {:.0} ms, bench client {:.0} ms",
-            cpu_ms(Some(self.pid)) - self.server,
-            cpu_ms(None) - self.bench
-        )
+        let mut parts = Vec::new();
+        if let Some((pid, t0)) = self.server {
+            parts.push(format!("server {:.0} ms", cpu_ms(Some(pid)) - t0));
+        }
+        if !self.etcd.is_empty() {
+            let used: f64 = self
+                .etcd
+                .iter()
+                .map(|&(pid, t0)| cpu_ms(Some(pid)) - t0)
+                .sum();
+            parts.push(format!("etcd {used:.0} ms ({} members)", self.etcd.len()));
+        }
+        parts.push(format!("bench client {:.0} ms", cpu_ms(None) - self.bench));
+        format!("cpu: {}", parts.join(", "))
     }
 }
 
@@ -348,9 +392,14 @@ async fn probe_readyz(tls: &tokio_rustls::TlsConnector, port: u16) -> Result<Sta
     Ok(res.status())
 }
 
-/// Starts a fresh `skiff server --disable-agent` and returns it with the
-/// time from spawn to the first `/readyz` 200.
-async fn start_skiff(opts: &Opts, tls: &tokio_rustls::TlsConnector) -> Result<(Proc, Duration)> {
+/// Starts a fresh `skiff server --disable-agent` (on etcd at `endpoints`
+/// if given, else on SQLite in its data dir) and returns it with the time
+/// from spawn to the first `/readyz` 200.
+async fn start_skiff(
+    opts: &Opts,
+    tls: &tokio_rustls::TlsConnector,
+    endpoints: Option<&[String]>,
+) -> Result<(Proc, Duration)> {
     let dir = TempDir::new("skiff")?;
     let port = free_port()?;
     let data = dir.0.join("data");
@@ -363,6 +412,12 @@ async fn start_skiff(opts: &Opts, tls: &tokio_rustls::TlsConnector) -> Result<(P
         .arg("127.0.0.1")
         .arg("--https-listen-port")
         .arg(port.to_string());
+    if let Some(endpoints) = endpoints {
+        cmd.arg("--datastore-endpoint").arg(endpoints.join(","));
+    }
+    if opts.disable_scheduler {
+        cmd.arg("--disable-scheduler");
+    }
     let t0 = Instant::now();
     let mut proc = Proc::spawn(&mut cmd, dir)?;
     let deadline = t0 + Duration::from_secs(30);
@@ -606,9 +661,13 @@ async fn open_watcher(
                 if line.last() != Some(&b'\n') {
                     continue;
                 }
+                // The scheduler marks each pod unschedulable (no nodes run
+                // here), so MODIFIED events follow the ADDED ones.
                 if line.starts_with(br#"{"type":"ADDED""#) {
                     seen += 1;
-                } else if !line.starts_with(br#"{"type":"BOOKMARK""#) {
+                } else if !line.starts_with(br#"{"type":"BOOKMARK""#)
+                    && !line.starts_with(br#"{"type":"MODIFIED""#)
+                {
                     let text = String::from_utf8_lossy(&line);
                     bail!(
                         "unexpected watch event after {seen}: {}",
@@ -688,63 +747,216 @@ async fn watch_fanout(client: &kube::Client, opts: &Opts) -> Result<WatchResult>
 
 // ------------------------------------------------------------------ etcd
 
-struct EtcdResult {
+/// A local etcd cluster of one or more members on 127.0.0.1, each its own
+/// process with its own data dir; every member is killed and its dir removed
+/// on drop.
+struct EtcdCluster {
+    members: Vec<Proc>,
+    /// `http://127.0.0.1:PORT` of each member, in member order.
+    client_urls: Vec<String>,
+    /// Spawn of the first member → every member reports `{"health":"true"}`.
     ready_ms: f64,
-    puts: Batch,
+    /// A gRPC client balanced over every member (as skiff's store connects).
+    grpc: etcd_client::Client,
+    http: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Full<Bytes>,
+    >,
+}
+
+/// `m0=http://…,m1=http://…`: the `--initial-cluster` value.
+fn initial_cluster(peer_urls: &[String]) -> String {
+    peer_urls
+        .iter()
+        .enumerate()
+        .map(|(i, url)| format!("m{i}={url}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl EtcdCluster {
+    /// Starts `n` members forming one new cluster, with etcd's default
+    /// durability (fsync of the WAL before a write is acknowledged).
+    async fn start(opts: &Opts, n: usize) -> Result<EtcdCluster> {
+        let mut client_urls = Vec::new();
+        let mut peer_urls = Vec::new();
+        for _ in 0..n {
+            client_urls.push(format!("http://127.0.0.1:{}", free_port()?));
+            peer_urls.push(format!("http://127.0.0.1:{}", free_port()?));
+        }
+        let cluster = initial_cluster(&peer_urls);
+        let token = format!("skiff-bench-{}-{n}", std::process::id());
+        let t0 = Instant::now();
+        let mut members = Vec::new();
+        for i in 0..n {
+            let dir = TempDir::new(&format!("etcd{n}-m{i}"))?;
+            let mut cmd = Command::new(&opts.etcd);
+            cmd.arg("--data-dir")
+                .arg(dir.0.join("data"))
+                .args(["--name", &format!("m{i}")])
+                .args(["--listen-client-urls", &client_urls[i]])
+                .args(["--advertise-client-urls", &client_urls[i]])
+                .args(["--listen-peer-urls", &peer_urls[i]])
+                .args(["--initial-advertise-peer-urls", &peer_urls[i]])
+                .args(["--initial-cluster", &cluster])
+                .args(["--initial-cluster-token", &token])
+                .args(["--initial-cluster-state", "new"])
+                .args(["--logger", "zap", "--log-outputs", "stderr"]);
+            members.push(Proc::spawn(&mut cmd, dir)?);
+        }
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<Bytes>>();
+        for (i, url) in client_urls.iter().enumerate() {
+            let health: http::Uri = format!("{url}/health").parse()?;
+            loop {
+                let ok =
+                    match tokio::time::timeout(Duration::from_secs(2), http.get(health.clone()))
+                        .await
+                    {
+                        Ok(Ok(res)) if res.status() == StatusCode::OK => {
+                            let b = res.into_body().collect().await?.to_bytes();
+                            b.windows(6).any(|w| w == b"\"true\"")
+                        }
+                        _ => false,
+                    };
+                if ok {
+                    break;
+                }
+                members[i]
+                    .check_alive()
+                    .with_context(|| format!("etcd member m{i} of {n}"))?;
+                if t0.elapsed() > Duration::from_secs(30) {
+                    bail!("etcd member m{i} of {n} not healthy after 30 s");
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        let ready_ms = ms(t0.elapsed());
+        let grpc = etcd_client::Client::connect(&client_urls, None)
+            .await
+            .context("gRPC connect to etcd")?;
+        Ok(EtcdCluster {
+            members,
+            client_urls,
+            ready_ms,
+            grpc,
+            http,
+        })
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.members.iter().map(Proc::pid).collect()
+    }
+
+    /// The cluster's current revision.
+    async fn revision(&self) -> Result<i64> {
+        let options = etcd_client::GetOptions::new().with_count_only();
+        let res = self.grpc.kv_client().get("/", Some(options)).await?;
+        Ok(res.header().context("no header")?.revision())
+    }
+
+    /// Handled gRPC calls by method, summed over the members.
+    async fn grpc_calls(&self) -> Result<BTreeMap<String, f64>> {
+        let mut total = BTreeMap::new();
+        for url in &self.client_urls {
+            let res = self.http.get(format!("{url}/metrics").parse()?).await?;
+            let text = res.into_body().collect().await?.to_bytes();
+            for (m, v) in parse_grpc_handled(&String::from_utf8_lossy(&text)) {
+                *total.entry(m).or_insert(0.0) += v;
+            }
+        }
+        Ok(total)
+    }
+
+    fn check_alive(&mut self) -> Result<()> {
+        for (i, m) in self.members.iter_mut().enumerate() {
+            m.check_alive()
+                .with_context(|| format!("etcd member m{i}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Raw etcd write throughput on one cluster: the floor under skiff on it.
+struct EtcdFloor {
+    /// `POST /v3/kv/put` through the JSON gateway, spread over the members.
+    gateway_put: Batch,
+    /// `Put` over gRPC, one balanced client shared by every worker.
+    grpc_put: Batch,
+    /// Over gRPC, the transaction skiff's store sends for a create:
+    /// `create_revision(key) == 0 → put`.
+    grpc_txn: Batch,
+    /// The same transactions while one watch with previous values follows
+    /// their prefix, as skiff's watch cache follows `/registry/`.
+    grpc_txn_watched: Batch,
     value_bytes: usize,
 }
 
-async fn etcd_baseline(opts: &Opts, value: Bytes) -> Result<EtcdResult> {
-    let dir = TempDir::new("etcd")?;
-    let (client_port, peer_port) = (free_port()?, free_port()?);
-    let curl = format!("http://127.0.0.1:{client_port}");
-    let purl = format!("http://127.0.0.1:{peer_port}");
-    let mut cmd = Command::new(&opts.etcd);
-    cmd.arg("--data-dir")
-        .arg(dir.0.join("data"))
-        .args(["--name", "bench"])
-        .args(["--listen-client-urls", &curl])
-        .args(["--advertise-client-urls", &curl])
-        .args(["--listen-peer-urls", &purl])
-        .args(["--initial-advertise-peer-urls", &purl])
-        .args(["--initial-cluster", &format!("bench={purl}")])
-        .args(["--logger", "zap", "--log-outputs", "stderr"]);
-    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Full<Bytes>>();
-    let t0 = Instant::now();
-    let mut proc = Proc::spawn(&mut cmd, dir)?;
-    let health: http::Uri = format!("{curl}/health").parse()?;
-    loop {
-        let ok = match tokio::time::timeout(Duration::from_secs(2), http.get(health.clone())).await
-        {
-            Ok(Ok(res)) if res.status() == StatusCode::OK => {
-                let b = res.into_body().collect().await?.to_bytes();
-                b.windows(6).any(|w| w == b"\"true\"")
-            }
-            _ => false,
+/// A key of the same length as a pod's in skiff (`/registry/pods/NS/NAME`),
+/// outside `/registry/` so skiff never reads it.
+fn floor_key(kind: &str, i: usize) -> String {
+    format!("/bench/floor-{kind}/bench-{}/pod-{i:06}", i % NAMESPACES)
+}
+
+/// Handled gRPC calls by method (`Range`, `Txn`, …) from the text of an etcd
+/// `/metrics` page: the `grpc_server_handled_total` counters summed over
+/// result codes.
+fn parse_grpc_handled(metrics: &str) -> BTreeMap<String, f64> {
+    let mut calls = BTreeMap::new();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix("grpc_server_handled_total{") else {
+            continue;
         };
-        if ok {
-            break;
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let method = labels
+            .split(',')
+            .find_map(|l| l.strip_prefix("grpc_method=\""))
+            .and_then(|m| m.strip_suffix('"'));
+        if let (Some(method), Ok(value)) = (method, value.trim().parse::<f64>()) {
+            *calls.entry(method.to_string()).or_insert(0.0) += value;
         }
-        proc.check_alive().context("etcd")?;
-        if t0.elapsed() > Duration::from_secs(30) {
-            bail!("etcd not healthy after 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let ready_ms = ms(t0.elapsed());
-    let value_b64 = base64::engine::general_purpose::STANDARD.encode(&value);
-    let put: http::Uri = format!("{curl}/v3/kv/put").parse()?;
-    let value_b64 = Arc::new(value_b64);
-    let puts = run_batch(opts.etcd_puts, opts.clients, move |i| {
+    calls
+}
+
+/// `after - before` per `per`, for the methods that were called, as
+/// `Range 1.00, Txn 1.00`.
+fn calls_per(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>, per: usize) -> String {
+    after
+        .iter()
+        .map(|(m, v)| (m, (v - before.get(m).unwrap_or(&0.0)) / per as f64))
+        .filter(|(_, d)| *d > 0.0)
+        .map(|(m, d)| format!("{m} {d:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn etcd_floor(
+    opts: &Opts,
+    cluster: &EtcdCluster,
+    value: Bytes,
+    label: &str,
+) -> Result<EtcdFloor> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let value_b64 = Arc::new(b64.encode(&value));
+    let puts: Arc<Vec<http::Uri>> = Arc::new(
+        cluster
+            .client_urls
+            .iter()
+            .map(|u| format!("{u}/v3/kv/put").parse())
+            .collect::<std::result::Result<_, _>>()?,
+    );
+    let http = cluster.http.clone();
+    let cpu = CpuMeter::start(None, &cluster.pids());
+    let gateway_put = run_batch(opts.etcd_puts, opts.clients, move |i| {
         let http = http.clone();
-        let put = put.clone();
+        let put = puts[i % puts.len()].clone();
         let value_b64 = value_b64.clone();
         async move {
-            let key = base64::engine::general_purpose::STANDARD.encode(format!(
-                "/registry/pods/bench-{}/pod-{i:06}",
-                i % NAMESPACES
-            ));
+            let key = base64::engine::general_purpose::STANDARD.encode(floor_key("gw", i));
             let body = format!(r#"{{"key":"{key}","value":"{value_b64}"}}"#);
             let req = Request::post(put)
                 .header(header::CONTENT_TYPE, "application/json")
@@ -759,106 +971,233 @@ async fn etcd_baseline(opts: &Opts, value: Bytes) -> Result<EtcdResult> {
         }
     })
     .await;
-    report_errors("etcd puts", &puts)?;
-    proc.check_alive().context("etcd")?;
-    drop(proc);
-    Ok(EtcdResult {
-        ready_ms,
-        puts,
+    report_errors("etcd gateway puts", &gateway_put)?;
+    print_floor(
+        label,
+        "gateway /v3/kv/put",
+        &gateway_put,
+        &value,
+        opts,
+        &cpu,
+    );
+
+    let kv = cluster.grpc.kv_client();
+    let v = value.clone();
+    let cpu = CpuMeter::start(None, &cluster.pids());
+    let grpc_put = run_batch(opts.etcd_puts, opts.clients, move |i| {
+        let mut kv = kv.clone();
+        let v = v.to_vec();
+        async move {
+            kv.put(floor_key("put", i), v, None).await?;
+            Ok(Bytes::new())
+        }
+    })
+    .await;
+    report_errors("etcd gRPC puts", &grpc_put)?;
+    print_floor(label, "gRPC Put", &grpc_put, &value, opts, &cpu);
+
+    let cpu = CpuMeter::start(None, &cluster.pids());
+    let grpc_txn = create_txns(cluster, "txn", &value, opts).await;
+    report_errors("etcd gRPC create txns", &grpc_txn)?;
+    print_floor(label, "gRPC create Txn", &grpc_txn, &value, opts, &cpu);
+
+    let watcher = watch_floor(cluster, "/bench/floor-wtxn/", opts.etcd_puts).await?;
+    let cpu = CpuMeter::start(None, &cluster.pids());
+    let grpc_txn_watched = create_txns(cluster, "wtxn", &value, opts).await;
+    report_errors("etcd gRPC create txns under a watch", &grpc_txn_watched)?;
+    tokio::time::timeout(Duration::from_secs(60), watcher)
+        .await
+        .map_err(|_| anyhow!("the etcd watch did not see every create within 60 s"))???;
+    print_floor(
+        label,
+        "gRPC create Txn + 1 watch with prev_kv",
+        &grpc_txn_watched,
+        &value,
+        opts,
+        &cpu,
+    );
+    Ok(EtcdFloor {
+        gateway_put,
+        grpc_put,
+        grpc_txn,
+        grpc_txn_watched,
         value_bytes: value.len(),
     })
 }
 
-// ------------------------------------------------------------------- run
-
-async fn run(opts: Opts) -> Result<()> {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let mem_gib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| parse_memtotal_gib(&s))
-        .unwrap_or(f64::NAN);
-    println!(
-        "skiff-bench-api: {} on {cores} cores, {mem_gib:.1} GiB; pods={} clients={} watchers={}x{}",
-        opts.skiff.display(),
-        opts.pods,
-        opts.clients,
-        opts.watchers,
-        opts.watch_events
-    );
-    if !opts.skiff.exists() {
-        bail!(
-            "{} does not exist (build with cargo build --release -p skiff)",
-            opts.skiff.display()
-        );
-    }
-
-    // 1. ready: fresh starts; the last one is kept for everything else.
-    let tls = probe_connector()?;
-    let mut ready = Vec::new();
-    let mut server = None;
-    for i in 0..opts.starts {
-        let (proc, took) = start_skiff(&opts, &tls).await?;
-        ready.push(ms(took));
-        if i + 1 == opts.starts {
-            server = Some(proc);
+/// `opts.etcd_puts` create transactions of `value` (the transaction
+/// skiff's store sends for a create) on new keys under `/bench/floor-KIND/`.
+async fn create_txns(
+    cluster: &EtcdCluster,
+    kind: &'static str,
+    value: &Bytes,
+    opts: &Opts,
+) -> Batch {
+    let kv = cluster.grpc.kv_client();
+    let v = value.clone();
+    run_batch(opts.etcd_puts, opts.clients, move |i| {
+        let mut kv = kv.clone();
+        let v = v.to_vec();
+        async move {
+            use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+            let key = floor_key(kind, i);
+            let txn = Txn::new()
+                .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+                .and_then([TxnOp::put(key.as_str(), v, None)]);
+            if !kv.txn(txn).await?.succeeded() {
+                bail!("create txn of {key} failed its comparison");
+            }
+            Ok(Bytes::new())
         }
+    })
+    .await
+}
+
+/// Opens a watch with previous values on `prefix` (as skiff's store does)
+/// and returns once etcd has set it up; the task ends after `want` events.
+async fn watch_floor(
+    cluster: &EtcdCluster,
+    prefix: &str,
+    want: usize,
+) -> Result<tokio::task::JoinHandle<Result<()>>> {
+    let mut end = prefix.as_bytes().to_vec();
+    *end.last_mut().context("empty prefix")? += 1;
+    let options = etcd_client::WatchOptions::new()
+        .with_range(end)
+        .with_prev_key();
+    let mut stream = cluster
+        .grpc
+        .watch_client()
+        .watch(prefix, Some(options))
+        .await?;
+    let created = stream.message().await?.context("watch closed at once")?;
+    if created.canceled() {
+        bail!("etcd cancelled the floor watch");
     }
-    let server = server.expect("at least one start");
-    let ready = sorted(ready);
-    let ready_ms = percentile(&ready, 50.0);
-    println!(
-        "ready: median {ready_ms:.1} ms over {} starts (min {:.1}, max {:.1})   goal <= {GOAL_READY_MS} ms [{}]",
-        ready.len(),
-        ready[0],
-        ready[ready.len() - 1],
-        verdict(ready_ms, GOAL_READY_MS, true)
-    );
+    Ok(tokio::spawn(async move {
+        let mut seen = created.events().len();
+        while seen < want {
+            let response = stream.message().await?.context("watch ended early")?;
+            seen += response.events().len();
+        }
+        Ok(())
+    }))
+}
 
-    // 2. rss idle.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_idle = rss_mib(server.pid())?;
+fn print_floor(label: &str, what: &str, b: &Batch, value: &Bytes, opts: &Opts, cpu: &CpuMeter) {
     println!(
-        "rss_idle: {rss_idle:.1} MiB (1 s after ready)   goal <= {GOAL_RSS_IDLE_MB} MB [{}]",
-        verdict(rss_idle, GOAL_RSS_IDLE_MB, true)
+        "[{label}] floor {what}: {} writes of {} bytes by {} clients in {:.2} s = {:.0}/s; p50 {:.2} ms, p99 {:.2} ms; {}",
+        b.latencies_ms.len(),
+        value.len(),
+        opts.clients,
+        b.wall.as_secs_f64(),
+        b.rate(),
+        percentile(&b.latencies_ms, 50.0),
+        percentile(&b.latencies_ms, 99.0),
+        cpu.report()
     );
+}
 
-    // 3. creates.
+// ---------------------------------------------------------- one server
+
+/// What one skiff server did, from its first create to the end of the
+/// watch run.
+struct ServerFigures {
+    ready_ms: f64,
+    creates: Batch,
+    stored_pod: Bytes,
+    rss_10k: f64,
+    lists: Vec<f64>,
+    watch: WatchResult,
+    /// etcd revisions used during the create phase per create (NaN on SQLite).
+    revs_per_create: f64,
+}
+
+impl ServerFigures {
+    fn p(&self, p: f64) -> f64 {
+        percentile(&self.creates.latencies_ms, p)
+    }
+
+    fn list_ms(&self) -> f64 {
+        percentile(&self.lists, 50.0)
+    }
+
+    fn list_max_ms(&self) -> f64 {
+        percentile(&self.lists, 100.0)
+    }
+}
+
+/// Creates, LISTs and the watch fan-out against a ready `server`; prints a
+/// line per figure prefixed with `[label]`.
+async fn measure_server(
+    opts: &Opts,
+    label: &str,
+    server: &mut Proc,
+    ready_ms: f64,
+    etcd: Option<&EtcdCluster>,
+) -> Result<ServerFigures> {
+    let etcd_pids = etcd.map(EtcdCluster::pids).unwrap_or_default();
     let client = kube_client(&server.dir.0.join("data").join("kubeconfig.yaml")).await?;
     let namespaces: Vec<String> = (0..NAMESPACES).map(|i| format!("bench-{i}")).collect();
     for ns in namespaces.iter().map(String::as_str).chain([WATCH_NS]) {
         create_namespace(&client, ns).await?;
     }
-    let cpu = CpuMeter::start(server.pid());
+
+    // creates.
+    let rev0 = match etcd {
+        Some(e) => Some((e.revision().await?, e.grpc_calls().await?)),
+        None => None,
+    };
+    let cpu = CpuMeter::start(Some(server.pid()), &etcd_pids);
     let creates = create_pods(&client, namespaces, "pod", opts.pods, opts.clients).await;
     let creates_cpu = cpu.report();
+    let (revs_per_create, calls) = match (etcd, rev0) {
+        (Some(e), Some((rev0, calls0))) => (
+            (e.revision().await? - rev0) as f64 / opts.pods as f64,
+            calls_per(&calls0, &e.grpc_calls().await?, opts.pods),
+        ),
+        _ => (f64::NAN, String::new()),
+    };
     report_errors("creates", &creates)?;
     let c_rate = creates.rate();
     let c_p50 = percentile(&creates.latencies_ms, 50.0);
     let c_p99 = percentile(&creates.latencies_ms, 99.0);
     let stored_pod = creates.sample_body.clone().unwrap_or_default();
     println!(
-        "creates: {} pods by {} clients in {:.2} s = {c_rate:.0}/s   goal >= {GOAL_CREATES_PER_S}/s [{}]",
+        "[{label}] creates: {} pods by {} clients in {:.2} s = {c_rate:.0}/s   goal >= {GOAL_CREATES_PER_S}/s [{}]",
         creates.latencies_ms.len(),
         opts.clients,
         creates.wall.as_secs_f64(),
         verdict(c_rate, GOAL_CREATES_PER_S, false)
     );
     println!(
-        "create latency: p50 {c_p50:.2} ms, p99 {c_p99:.2} ms, max {:.2} ms   goal p99 <= {GOAL_CREATE_P99_MS} ms [{}]",
+        "[{label}] create latency: p50 {c_p50:.2} ms, p99 {c_p99:.2} ms, max {:.2} ms   goal p99 <= {GOAL_CREATE_P99_MS} ms [{}]",
         percentile(&creates.latencies_ms, 100.0),
         verdict(c_p99, GOAL_CREATE_P99_MS, true)
     );
-    println!("creates {creates_cpu}");
-    println!("stored pod: {} bytes as returned", stored_pod.len());
+    println!("[{label}] creates {creates_cpu}");
+    if etcd.is_some() {
+        println!(
+            "[{label}] etcd revisions during the creates: {revs_per_create:.3} per create; \
+             gRPC calls handled per create: {calls}"
+        );
+    }
+    println!(
+        "[{label}] stored pod: {} bytes as returned",
+        stored_pod.len()
+    );
 
-    // 4. rss with the pods.
+    // rss with the pods.
     let rss_10k = rss_mib(server.pid())?;
-    println!("rss_with_pods: {rss_10k:.1} MiB with {} pods", opts.pods);
+    println!(
+        "[{label}] rss_with_pods: {rss_10k:.1} MiB with {} pods",
+        opts.pods
+    );
 
-    // 5. list.
+    // list.
     let mut lists = Vec::new();
     let mut list_bytes = 0;
-    let cpu = CpuMeter::start(server.pid());
+    let cpu = CpuMeter::start(Some(server.pid()), &etcd_pids);
     for i in 0..opts.lists {
         let t = Instant::now();
         let (status, body) = send(&client, Method::GET, "/api/v1/pods", Vec::new()).await?;
@@ -885,7 +1224,7 @@ async fn run(opts: Opts) -> Result<()> {
     let lists = sorted(lists);
     let list_ms = percentile(&lists, 50.0);
     println!(
-        "list: {} pods, {:.1} MiB JSON: median {list_ms:.1} ms, max {:.1} ms over {}   goal <= {GOAL_LIST_10K_MS} ms [{}]",
+        "[{label}] list: {} pods, {:.1} MiB JSON: median {list_ms:.1} ms, max {:.1} ms over {}   goal <= {GOAL_LIST_10K_MS} ms [{}]",
         opts.pods,
         list_bytes as f64 / 1048576.0,
         lists[lists.len() - 1],
@@ -893,79 +1232,279 @@ async fn run(opts: Opts) -> Result<()> {
         verdict(list_ms, GOAL_LIST_10K_MS, true)
     );
     println!(
-        "list {list_cpu} for all {} lists (incl. one untimed decode)",
+        "[{label}] list {list_cpu} for all {} lists (incl. one untimed decode)",
         opts.lists
     );
 
-    // 6. watch fan-out.
-    let cpu = CpuMeter::start(server.pid());
-    let w = watch_fanout(&client, &opts).await?;
+    // watch fan-out.
+    let cpu = CpuMeter::start(Some(server.pid()), &etcd_pids);
+    let watch = watch_fanout(&client, opts).await?;
     let watch_cpu = cpu.report();
     println!(
-        "watch: {} watchers x {} creates: all delivered in {:.1} ms; per watcher median {:.1} ms, max {:.1} ms (creates alone took {:.1} ms, {:.0}/s)",
+        "[{label}] watch: {} watchers x {} creates: all delivered in {:.1} ms; per watcher median {:.1} ms, max {:.1} ms (creates alone took {:.1} ms, {:.0}/s)",
         opts.watchers,
         opts.watch_events,
-        w.total_ms,
-        percentile(&w.per_watcher_ms, 50.0),
-        percentile(&w.per_watcher_ms, 100.0),
-        ms(w.creates.wall),
-        w.creates.rate()
+        watch.total_ms,
+        percentile(&watch.per_watcher_ms, 50.0),
+        percentile(&watch.per_watcher_ms, 100.0),
+        ms(watch.creates.wall),
+        watch.creates.rate()
     );
-    println!("watch {watch_cpu}");
+    println!("[{label}] watch {watch_cpu}");
     let rss_end = rss_mib(server.pid())?;
-    println!("rss_end: {rss_end:.1} MiB after the watch run");
-    let mut server = server;
+    println!("[{label}] rss_end: {rss_end:.1} MiB after the watch run");
     server.check_alive().context("skiff server")?;
-    drop(server);
-    drop(client);
+    Ok(ServerFigures {
+        ready_ms,
+        creates,
+        stored_pod,
+        rss_10k,
+        lists,
+        watch,
+        revs_per_create,
+    })
+}
 
-    // 7. etcd baseline.
-    let etcd = if opts.skip_etcd {
-        None
-    } else {
-        let value = if stored_pod.is_empty() {
-            Bytes::from(vec![b'x'; 1024])
-        } else {
-            stored_pod.clone()
-        };
-        let e = etcd_baseline(&opts, value).await?;
-        println!(
-            "etcd: healthy in {:.0} ms; {} puts of {} bytes by {} clients via /v3/kv/put in {:.2} s = {:.0}/s; p50 {:.2} ms, p99 {:.2} ms",
-            e.ready_ms,
-            e.puts.latencies_ms.len(),
-            e.value_bytes,
-            opts.clients,
-            e.puts.wall.as_secs_f64(),
-            e.puts.rate(),
-            percentile(&e.puts.latencies_ms, 50.0),
-            percentile(&e.puts.latencies_ms, 99.0),
-        );
-        Some(e)
-    };
+/// One etcd cluster's figures: skiff on it and the raw floor.
+struct EtcdRun {
+    members: usize,
+    ready_ms: f64,
+    floor: EtcdFloor,
+    skiff: ServerFigures,
+}
 
-    let (etcd_rate, etcd_p50, etcd_p99, etcd_ready) =
-        etcd.as_ref()
-            .map_or((f64::NAN, f64::NAN, f64::NAN, f64::NAN), |e| {
-                (
-                    e.puts.rate(),
-                    percentile(&e.puts.latencies_ms, 50.0),
-                    percentile(&e.puts.latencies_ms, 99.0),
-                    e.ready_ms,
-                )
-            });
-    let ratio = c_rate / etcd_rate;
-    println!("ratio: skiff creates/s / etcd puts/s = {ratio:.2}");
+impl EtcdRun {
+    /// skiff creates/s ÷ gateway puts/s on the same cluster.
+    fn ratio_vs_put(&self) -> f64 {
+        self.skiff.creates.rate() / self.floor.gateway_put.rate()
+    }
+
+    /// skiff creates/s ÷ gRPC create transactions/s on the same cluster.
+    fn ratio_vs_txn(&self) -> f64 {
+        self.skiff.creates.rate() / self.floor.grpc_txn.rate()
+    }
+
+    /// `etcdN_…=…` fields for the `machine` line.
+    fn machine_fields(&self) -> String {
+        let n = self.members;
+        let f = &self.floor;
+        let s = &self.skiff;
+        format!(
+            "etcd{n}_ready_ms={:.0} etcd{n}_put_per_s={:.0} etcd{n}_put_p50_ms={:.2} etcd{n}_put_p99_ms={:.2} \
+             etcd{n}_grpc_put_per_s={:.0} etcd{n}_grpc_txn_per_s={:.0} etcd{n}_grpc_txn_p50_ms={:.2} \
+             etcd{n}_grpc_txn_p99_ms={:.2} etcd{n}_grpc_txn_watched_per_s={:.0} etcd{n}_skiff_ready_ms={:.1} etcd{n}_skiff_creates_per_s={:.0} \
+             etcd{n}_skiff_create_p50_ms={:.2} etcd{n}_skiff_create_p99_ms={:.2} etcd{n}_skiff_list_10k_ms={:.1} \
+             etcd{n}_skiff_watch_100x1000_ms={:.1} etcd{n}_skiff_rss_10k_pods_mb={:.1} \
+             etcd{n}_revs_per_create={:.3} etcd{n}_ratio_vs_put={:.2} etcd{n}_ratio_vs_txn={:.2}",
+            self.ready_ms,
+            f.gateway_put.rate(),
+            percentile(&f.gateway_put.latencies_ms, 50.0),
+            percentile(&f.gateway_put.latencies_ms, 99.0),
+            f.grpc_put.rate(),
+            f.grpc_txn.rate(),
+            percentile(&f.grpc_txn.latencies_ms, 50.0),
+            percentile(&f.grpc_txn.latencies_ms, 99.0),
+            f.grpc_txn_watched.rate(),
+            s.ready_ms,
+            s.creates.rate(),
+            s.p(50.0),
+            s.p(99.0),
+            s.list_ms(),
+            s.watch.total_ms,
+            s.rss_10k,
+            s.revs_per_create,
+            self.ratio_vs_put(),
+            self.ratio_vs_txn(),
+        )
+    }
+}
+
+/// Starts an `n`-member etcd, measures its floor, then a skiff server on it.
+async fn etcd_run(
+    opts: &Opts,
+    tls: &tokio_rustls::TlsConnector,
+    n: usize,
+    value: Bytes,
+) -> Result<EtcdRun> {
+    let label = format!("etcd-{n}");
+    let mut cluster = EtcdCluster::start(opts, n).await?;
     println!(
-        "machine cores={cores} mem_gib={mem_gib:.0} ready_ms={ready_ms:.1} rss_idle_mb={rss_idle:.1} \
-         creates_per_s={c_rate:.0} create_p50_ms={c_p50:.2} create_p99_ms={c_p99:.2} \
-         etcd_puts_per_s={etcd_rate:.0} etcd_put_p50_ms={etcd_p50:.2} etcd_put_p99_ms={etcd_p99:.2} \
-         etcd_ready_ms={etcd_ready:.0} ratio_vs_etcd={ratio:.2} list_10k_ms={list_ms:.1} \
-         list_10k_max_ms={:.1} watch_100x1000_ms={:.1} watch_per_watcher_p50_ms={:.1} \
-         rss_10k_pods_mb={rss_10k:.1}",
-        lists[lists.len() - 1],
-        w.total_ms,
-        percentile(&w.per_watcher_ms, 50.0),
+        "[{label}] etcd: {n} member(s) healthy in {:.0} ms at {}",
+        cluster.ready_ms,
+        cluster.client_urls.join(",")
     );
+    let floor = etcd_floor(opts, &cluster, value, &label).await?;
+    cluster.check_alive()?;
+    let (mut server, took) = start_skiff(opts, tls, Some(&cluster.client_urls)).await?;
+    let ready_ms = ms(took);
+    println!("[{label}] skiff ready on etcd in {ready_ms:.1} ms (one start)");
+    let skiff = measure_server(opts, &label, &mut server, ready_ms, Some(&cluster)).await?;
+    cluster.check_alive()?;
+    drop(server);
+    Ok(EtcdRun {
+        members: n,
+        ready_ms: cluster.ready_ms,
+        floor,
+        skiff,
+    })
+}
+
+// ------------------------------------------------------------------- run
+
+async fn run(opts: Opts) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| parse_memtotal_gib(&s))
+        .unwrap_or(f64::NAN);
+    println!(
+        "skiff-bench-api: {} on {cores} cores, {mem_gib:.1} GiB; pods={} clients={} watchers={}x{} scheduler={} etcd={}",
+        opts.skiff.display(),
+        opts.pods,
+        opts.clients,
+        opts.watchers,
+        opts.watch_events,
+        if opts.disable_scheduler { "off" } else { "on" },
+        if opts.skip_etcd {
+            "skipped".to_string()
+        } else {
+            format!("{:?} members", opts.etcd_members)
+        }
+    );
+    if !opts.skiff.exists() {
+        bail!(
+            "{} does not exist (build with cargo build --release -p skiff)",
+            opts.skiff.display()
+        );
+    }
+
+    // 1. ready on SQLite: fresh starts; the last one is kept for the rest.
+    let tls = probe_connector()?;
+    let mut ready = Vec::new();
+    let mut server = None;
+    for i in 0..opts.starts {
+        let (proc, took) = start_skiff(&opts, &tls, None).await?;
+        ready.push(ms(took));
+        if i + 1 == opts.starts {
+            server = Some(proc);
+        }
+    }
+    let mut server = server.expect("at least one start");
+    let ready = sorted(ready);
+    let ready_ms = percentile(&ready, 50.0);
+    println!(
+        "[sqlite] ready: median {ready_ms:.1} ms over {} starts (min {:.1}, max {:.1})   goal <= {GOAL_READY_MS} ms [{}]",
+        ready.len(),
+        ready[0],
+        ready[ready.len() - 1],
+        verdict(ready_ms, GOAL_READY_MS, true)
+    );
+
+    // 2. rss idle.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_idle = rss_mib(server.pid())?;
+    println!(
+        "[sqlite] rss_idle: {rss_idle:.1} MiB (1 s after ready)   goal <= {GOAL_RSS_IDLE_MB} MB [{}]",
+        verdict(rss_idle, GOAL_RSS_IDLE_MB, true)
+    );
+
+    // 3. creates, list and watch on SQLite.
+    let sqlite = measure_server(&opts, "sqlite", &mut server, ready_ms, None).await?;
+    drop(server);
+
+    // 4. each etcd cluster: its floor, then skiff on it. skiff on SQLite is
+    // stopped by now, and each cluster is gone before the next starts.
+    let value = if sqlite.stored_pod.is_empty() {
+        Bytes::from(vec![b'x'; 1024])
+    } else {
+        sqlite.stored_pod.clone()
+    };
+    let mut etcd_runs = Vec::new();
+    if !opts.skip_etcd {
+        for &n in &opts.etcd_members {
+            etcd_runs.push(etcd_run(&opts, &tls, n, value.clone()).await?);
+        }
+    }
+
+    // 5. summary.
+    let c_rate = sqlite.creates.rate();
+    println!();
+    println!(
+        "{:<8} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "store",
+        "creates/s",
+        "p50 ms",
+        "p99 ms",
+        "list ms",
+        "gw put/s",
+        "grpc put",
+        "grpc txn",
+        "txn+watch",
+        "/gw put",
+        "/txn",
+        "revs/cr"
+    );
+    let row = |name: &str, s: &ServerFigures, floor: Option<&EtcdFloor>| {
+        let rate = |b: Option<&Batch>| b.map_or(f64::NAN, Batch::rate);
+        let (gw, put, txn, watched) = (
+            rate(floor.map(|f| &f.gateway_put)),
+            rate(floor.map(|f| &f.grpc_put)),
+            rate(floor.map(|f| &f.grpc_txn)),
+            rate(floor.map(|f| &f.grpc_txn_watched)),
+        );
+        let r = s.creates.rate();
+        println!(
+            "{name:<8} {r:>10.0} {:>8.2} {:>8.2} {:>9.1} {gw:>9.0} {put:>9.0} {txn:>9.0} {watched:>9.0} {:>9.2} {:>9.2} {:>9.3}",
+            s.p(50.0),
+            s.p(99.0),
+            s.list_ms(),
+            r / gw,
+            r / txn,
+            s.revs_per_create
+        );
+    };
+    row("sqlite", &sqlite, None);
+    for e in &etcd_runs {
+        row(&format!("etcd-{}", e.members), &e.skiff, Some(&e.floor));
+    }
+    // The classic baseline: SQLite against the 1-member gateway puts.
+    let one = etcd_runs.iter().find(|e| e.members == 1);
+    let (etcd_rate, etcd_p50, etcd_p99, etcd_ready) =
+        one.map_or((f64::NAN, f64::NAN, f64::NAN, f64::NAN), |e| {
+            let p = &e.floor.gateway_put.latencies_ms;
+            (
+                e.floor.gateway_put.rate(),
+                percentile(p, 50.0),
+                percentile(p, 99.0),
+                e.ready_ms,
+            )
+        });
+    let ratio = c_rate / etcd_rate;
+    println!(
+        "ratio: skiff on SQLite creates/s / 1-member etcd gateway puts/s = {ratio:.2} (values of {} bytes)",
+        one.map_or(value.len(), |e| e.floor.value_bytes)
+    );
+    let mut line = format!(
+        "machine cores={cores} mem_gib={mem_gib:.0} scheduler={} ready_ms={ready_ms:.1} rss_idle_mb={rss_idle:.1} \
+         creates_per_s={c_rate:.0} create_p50_ms={:.2} create_p99_ms={:.2} \
+         etcd_puts_per_s={etcd_rate:.0} etcd_put_p50_ms={etcd_p50:.2} etcd_put_p99_ms={etcd_p99:.2} \
+         etcd_ready_ms={etcd_ready:.0} ratio_vs_etcd={ratio:.2} list_10k_ms={:.1} \
+         list_10k_max_ms={:.1} watch_100x1000_ms={:.1} watch_per_watcher_p50_ms={:.1} \
+         rss_10k_pods_mb={:.1}",
+        if opts.disable_scheduler { "off" } else { "on" },
+        sqlite.p(50.0),
+        sqlite.p(99.0),
+        sqlite.list_ms(),
+        sqlite.list_max_ms(),
+        sqlite.watch.total_ms,
+        percentile(&sqlite.watch.per_watcher_ms, 50.0),
+        sqlite.rss_10k,
+    );
+    for e in &etcd_runs {
+        line.push(' ');
+        line.push_str(&e.machine_fields());
+    }
+    println!("{line}");
     Ok(())
 }
 
@@ -1052,14 +1591,77 @@ mod tests {
             (100, 1_000, 10_000)
         );
         assert_eq!(o.skiff, skiff);
+        assert_eq!(o.etcd_members, vec![1, 3]);
+        assert!(!o.skip_etcd);
+        let o = Opts::parse(&args("--etcd-members 3"), skiff.clone()).unwrap();
+        assert_eq!(o.etcd_members, vec![3]);
+        let o = Opts::parse(&args("--etcd-members 3,1,5"), skiff.clone()).unwrap();
+        assert_eq!(o.etcd_members, vec![3, 1, 5]);
+        assert!(!o.disable_scheduler);
         let o = Opts::parse(&args("--pods 500 --skip-etcd --skiff /y"), skiff.clone()).unwrap();
         assert_eq!(
             (o.pods, o.skip_etcd, o.skiff),
             (500, true, PathBuf::from("/y"))
         );
-        for bad in ["--pods", "--pods 0", "--pods x", "--nope 1"] {
+        let o = Opts::parse(&args("--disable-scheduler --pods 7"), skiff.clone()).unwrap();
+        assert_eq!((o.disable_scheduler, o.pods), (true, 7));
+        for bad in [
+            "--pods",
+            "--pods 0",
+            "--pods x",
+            "--nope 1",
+            "--etcd-members 0",
+            "--etcd-members 1,,3",
+            "--etcd-members 8",
+            "--etcd-members",
+        ] {
             assert!(Opts::parse(&args(bad), skiff.clone()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn grpc_calls_from_metrics() {
+        let page = "# HELP grpc_server_handled_total Total number of RPCs.\n\
+            grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Txn\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"} 30\n\
+            grpc_server_handled_total{grpc_code=\"Aborted\",grpc_method=\"Txn\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"} 2\n\
+            grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Range\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"} 1e+01\n\
+            grpc_server_started_total{grpc_method=\"Range\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"} 99\n";
+        let calls = parse_grpc_handled(page);
+        assert_eq!(
+            calls,
+            BTreeMap::from([("Range".to_string(), 10.0), ("Txn".to_string(), 32.0)])
+        );
+        let before = BTreeMap::from([("Txn".to_string(), 12.0), ("Range".to_string(), 10.0)]);
+        assert_eq!(calls_per(&before, &calls, 10), "Txn 2.00");
+        assert_eq!(
+            calls_per(&BTreeMap::new(), &calls, 10),
+            "Range 1.00, Txn 3.20"
+        );
+    }
+
+    #[test]
+    fn etcd_cluster_flags() {
+        let peers = |n: u16| -> Vec<String> {
+            (0..n)
+                .map(|i| format!("http://127.0.0.1:{}", 2380 + i))
+                .collect()
+        };
+        assert_eq!(initial_cluster(&peers(1)), "m0=http://127.0.0.1:2380");
+        assert_eq!(
+            initial_cluster(&peers(3)),
+            "m0=http://127.0.0.1:2380,m1=http://127.0.0.1:2381,m2=http://127.0.0.1:2382"
+        );
+    }
+
+    #[test]
+    fn floor_keys_are_as_long_as_pod_keys_and_outside_registry() {
+        let pod = "/registry/pods/bench-1/pod-000005";
+        for kind in ["gw", "put", "txn"] {
+            let key = floor_key(kind, 5);
+            assert!(!key.starts_with("/registry/"), "{key}");
+            assert!(key.len().abs_diff(pod.len()) <= 4, "{key} vs {pod}");
+        }
+        assert_ne!(floor_key("txn", 1), floor_key("txn", 2));
     }
 
     #[test]
