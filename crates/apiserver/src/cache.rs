@@ -479,6 +479,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_write_outside_the_objects_moves_the_cache_to_the_stores_revision() {
+        let store = Arc::new(MemoryStore::new());
+        store.create("/bootstrap/skiff", cm("x")).await.unwrap();
+        store
+            .create("/registry/configmaps/default/a", cm("a"))
+            .await
+            .unwrap();
+        let cache = Cache::start(store.clone()).await.unwrap();
+        // The history replay covers the objects written before the start.
+        assert!(cache.subscribe(0).is_ok_and(|s| s.backlog.len() == 1));
+        store
+            .create("/masterleases/10.0.0.1", Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        let rev = store.current_revision().await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(2), cache.wait_for(rev))
+            .await
+            .expect("the cache reaches the store's revision");
+        assert!(cache.get("/masterleases/10.0.0.1").is_none());
+        assert_eq!(cache.list("/", None).0.len(), 1);
+    }
+
+    #[tokio::test]
     async fn an_ended_store_watch_resumes_where_the_cache_is_and_loses_no_event() {
         let store = Arc::new(Ending {
             inner: MemoryStore::new(),
