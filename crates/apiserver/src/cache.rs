@@ -105,6 +105,9 @@ const OBJECTS: &str = "/registry/";
 /// revision, which reads wait for.
 const EVERY_KEY: &str = "";
 
+/// How long a start waits for the history replay before serving without it.
+const PRIME_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The cache. Cheap to share behind an `Arc`.
 pub struct Cache {
     inner: RwLock<Inner>,
@@ -146,13 +149,21 @@ impl Cache {
             rev_tx,
             events,
         });
-        // Prime history from the store so a watch from before a restart can resume.
+        // Prime history from the store so a watch from before a restart (or
+        // from another server) can resume. The start waits for it a little;
+        // a long replay (a big history on a remote etcd) goes on beside
+        // serving, and until it is done such a watch gets 410 Gone and its
+        // client relists, as without it.
         let replay_from = (rev - HISTORY as i64).max(compacted);
         let mut stream = store.watch(EVERY_KEY, rev).await?;
-        if replay_from < rev
-            && let Ok(hist) = store.watch(EVERY_KEY, replay_from).await
-        {
-            cache.prime_history(hist, rev).await;
+        if replay_from < rev {
+            let (cache, store) = (cache.clone(), store.clone());
+            let prime = tokio::spawn(async move {
+                if let Ok(hist) = store.watch(EVERY_KEY, replay_from).await {
+                    cache.prime_history(hist, rev).await;
+                }
+            });
+            let _ = tokio::time::timeout(PRIME_WAIT, prime).await;
         }
         let weak = Arc::downgrade(&cache);
         let store2 = store.clone();
@@ -228,10 +239,20 @@ impl Cache {
             }
         }
         let mut inner = self.inner.write().expect("cache lock");
+        // Unless a relist started the history afresh meanwhile, the replay
+        // goes before the live events applied since `until`.
         if let Some(f) = first
             && complete
+            && inner.oldest == until
         {
-            inner.oldest = f - 1;
+            let mut oldest = f - 1;
+            out.extend(inner.history.drain(..));
+            while out.len() > HISTORY {
+                if let Some(dropped) = out.pop_front() {
+                    oldest = dropped.rev();
+                }
+            }
+            inner.oldest = oldest;
             inner.history = out;
         }
     }
@@ -487,8 +508,14 @@ mod tests {
             .await
             .unwrap();
         let cache = Cache::start(store.clone()).await.unwrap();
-        // The history replay covers the objects written before the start.
-        assert!(cache.subscribe(0).is_ok_and(|s| s.backlog.len() == 1));
+        // The history replay covers the objects written before the start,
+        // shortly after it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while cache.subscribe(0).is_err() {
+            assert!(std::time::Instant::now() < deadline, "no replayed history");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(cache.subscribe(0).unwrap().backlog.len(), 1);
         store
             .create("/masterleases/10.0.0.1", Bytes::from_static(b"{}"))
             .await
