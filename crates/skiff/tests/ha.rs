@@ -208,11 +208,16 @@ fn writer(kubeconfigs: [PathBuf; 2], stop: Arc<AtomicBool>, acked: Arc<Mutex<Vec
         if out.status.success() {
             acked.lock().unwrap().push(name);
             n += 1;
-        } else if err.contains("AlreadyExists") {
+        } else if err.contains("already exists") {
             // Written by an attempt whose answer was lost: not acknowledged.
             n += 1;
         } else {
             // That server does not answer: use the other.
+            eprintln!(
+                "writer: {name} through server {}: {}",
+                server + 1,
+                err.trim()
+            );
             server = 1 - server;
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -432,6 +437,7 @@ spec:
     let before = acked.lock().unwrap().len();
     etcd[leader].kill();
     let member_killed = Instant::now();
+    eprintln!("killed etcd member {leader}, the raft leader");
     wait_for(
         "writes after an etcd member died",
         Duration::from_secs(30),
