@@ -177,31 +177,29 @@ async fn write_endpoints(server: &Server, ips: &[IpAddr], port: u16) -> ApiResul
 /// One round: renew this server's lease, then bring the endpoints in line
 /// with the live leases.
 pub async fn reconcile(server: &Server, me: &PeerLease) -> ApiResult<()> {
-    let store_err = |e: StoreError| ApiError::internal(e.to_string());
-    renew(server, me).await.map_err(store_err)?;
-    let Some(port) = service_port(server).await? else {
-        return Ok(());
-    };
-    let all = leases(server).await.map_err(store_err)?;
-    write_endpoints(
-        server,
-        &live_addresses(&all, port, jiff::Timestamp::now()),
-        port,
-    )
-    .await
+    renew(server, me).await.map_err(store_error)?;
+    follow_leases(server).await
 }
 
 /// Removes this server from the endpoints and its lease (a clean stop).
 pub async fn withdraw(server: &Server, ip: IpAddr) -> ApiResult<()> {
-    let store_err = |e: StoreError| ApiError::internal(e.to_string());
     match server.registry().store().delete(&lease_key(ip), None).await {
         Ok(_) | Err(StoreError::NotFound { .. }) => {}
-        Err(e) => return Err(store_err(e)),
+        Err(e) => return Err(store_error(e)),
     }
+    follow_leases(server).await
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    ApiError::internal(e.to_string())
+}
+
+/// Writes the endpoints to hold the servers whose leases are live now.
+async fn follow_leases(server: &Server) -> ApiResult<()> {
     let Some(port) = service_port(server).await? else {
         return Ok(());
     };
-    let all = leases(server).await.map_err(store_err)?;
+    let all = leases(server).await.map_err(store_error)?;
     write_endpoints(
         server,
         &live_addresses(&all, port, jiff::Timestamp::now()),

@@ -3,47 +3,12 @@
 //! work through etcd watches, a restarted server finds everything again, and
 //! an unreachable endpoint fails fast with a clear error.
 
+mod etcd_support;
+
+use etcd_support::{Kill, etcd, etcdctl, free_port, kubectl, prerequisites, wait};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Kill(std::process::Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new("kubectl")
-        .env("KUBECONFIG", kubeconfig)
-        .args(args)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn wait<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn server(data: &Path, endpoint: &str, port: u16) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_skiff"));
@@ -63,54 +28,13 @@ fn server(data: &Path, endpoint: &str, port: u16) -> Command {
 
 #[test]
 fn a_server_on_etcd_keeps_the_cluster_there() {
-    let missing = ["/usr/bin/etcd", "/usr/bin/etcdctl"]
-        .iter()
-        .any(|p| !Path::new(p).exists())
-        || Command::new("kubectl")
-            .arg("version")
-            .arg("--client")
-            .output()
-            .is_err();
-    if missing {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "etcd-server or kubectl missing in CI"
-        );
-        eprintln!("\n*** SKIPPING etcd test: needs etcd-server, etcd-client and kubectl ***\n");
+    if !prerequisites("etcd") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (client, peer) = (free_port(), free_port());
-    let url = format!("http://127.0.0.1:{client}");
-    let _etcd = Kill(
-        Command::new("/usr/bin/etcd")
-            .args([
-                "--unsafe-no-fsync",
-                "--heartbeat-interval=10",
-                "--election-timeout=100",
-            ])
-            .arg("--data-dir")
-            .arg(dir.path().join("etcd"))
-            .args([
-                "--listen-client-urls",
-                &url,
-                "--advertise-client-urls",
-                &url,
-            ])
-            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait("etcd to serve", || {
-        let out = Command::new("/usr/bin/etcdctl")
-            .env("ETCDCTL_API", "3")
-            .args(["--endpoints", &url, "endpoint", "health"])
-            .output()
-            .ok()?;
-        out.status.success().then_some(())
-    });
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let _etcd = etcd(&dir.path().join("etcd"), &url, &[]);
+    wait("etcd to serve", || etcdctl(&url, &["endpoint", "health"]));
     let data = dir.path().join("server");
     let port = free_port();
     let kubeconfig = data.join("kubeconfig.yaml");
@@ -124,23 +48,17 @@ fn a_server_on_etcd_keeps_the_cluster_there() {
     )
     .expect("create");
     // The object is in etcd, under Kubernetes' key layout.
-    let keys = Command::new("/usr/bin/etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args([
-            "--endpoints",
-            &url,
+    let keys = etcdctl(
+        &url,
+        &[
             "get",
             "--prefix",
             "/registry/configmaps/default/",
             "--keys-only",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&keys.stdout).contains("/registry/configmaps/default/c"),
-        "{}",
-        String::from_utf8_lossy(&keys.stdout)
-    );
+        ],
+    )
+    .unwrap();
+    assert!(keys.contains("/registry/configmaps/default/c"), "{keys}");
     // Controllers work through etcd watches: a Deployment gets its ReplicaSet and pods.
     kubectl(
         &kubeconfig,

@@ -14,10 +14,12 @@
 //! - A writer counts the creates the servers acknowledged through all of
 //!   this; every one of them is read back at the end.
 
+mod etcd_support;
 mod support;
 
+use etcd_support::{Kill, etcd_cluster, etcd_leader, kubectl};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,24 +36,6 @@ const ELECTION: [&str; 6] = [
     "--leader-elect-retry-period",
     "500ms",
 ];
-
-/// A child process killed (SIGKILL) when dropped.
-struct Kill(Option<Child>);
-
-impl Kill {
-    fn kill(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// Prints the tails of these logs when the test fails.
 struct DumpOnPanic(Vec<PathBuf>);
@@ -70,108 +54,6 @@ impl Drop for DumpOnPanic {
             }
         }
     }
-}
-
-/// A 3-member etcd on 127.0.0.1; returns the members and their client URLs.
-fn etcd_cluster(dir: &Path) -> (Vec<Kill>, Vec<String>) {
-    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-    let initial: Vec<String> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, (_, peer))| format!("e{i}=http://127.0.0.1:{peer}"))
-        .collect();
-    let mut members = Vec::new();
-    let mut urls = Vec::new();
-    for (i, (client, peer)) in ports.iter().enumerate() {
-        let url = format!("http://127.0.0.1:{client}");
-        let purl = format!("http://127.0.0.1:{peer}");
-        let log = std::fs::File::create(dir.join(format!("etcd-{i}.log"))).unwrap();
-        let child = Command::new("/usr/bin/etcd")
-            .args([
-                "--unsafe-no-fsync",
-                "--heartbeat-interval=10",
-                "--election-timeout=100",
-            ])
-            .args(["--name", &format!("e{i}")])
-            .arg("--data-dir")
-            .arg(dir.join(format!("etcd-{i}")))
-            .args([
-                "--listen-client-urls",
-                &url,
-                "--advertise-client-urls",
-                &url,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &purl,
-                "--initial-advertise-peer-urls",
-                &purl,
-            ])
-            .args(["--initial-cluster", &initial.join(",")])
-            .args([
-                "--initial-cluster-state",
-                "new",
-                "--initial-cluster-token",
-                "skiff-ha-test",
-            ])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("etcd runs");
-        members.push(Kill(Some(child)));
-        urls.push(url);
-    }
-    wait_for("the etcd cluster", Duration::from_secs(30), || {
-        let out = Command::new("/usr/bin/etcdctl")
-            .env("ETCDCTL_API", "3")
-            .args(["--endpoints", &urls.join(","), "endpoint", "health"])
-            .output()
-            .ok()?;
-        out.status.success().then_some(())
-    });
-    (members, urls)
-}
-
-/// The index of the member that leads the etcd cluster.
-fn etcd_leader(urls: &[String]) -> usize {
-    let out = Command::new("/usr/bin/etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args([
-            "--endpoints",
-            &urls.join(","),
-            "endpoint",
-            "status",
-            "-w",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let statuses = status.as_array().unwrap();
-    statuses
-        .iter()
-        .position(|s| s["Status"]["leader"] == s["Status"]["header"]["member_id"])
-        .expect("a member leads")
-}
-
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new("kubectl")
-        .env("KUBECONFIG", kubeconfig)
-        .arg("--request-timeout=5s")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "kubectl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn holder(kubeconfig: &Path, lease: &str) -> String {
@@ -248,12 +130,7 @@ fn deployment_status(kubeconfig: &Path) -> Option<(i64, i64, i64)> {
 
 #[test]
 fn two_servers_on_etcd_survive_losing_the_leader_and_an_etcd_member() {
-    if !Path::new("/usr/bin/etcd").exists() || !Path::new("/usr/bin/etcdctl").exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "etcd-server and etcd-client are missing in CI"
-        );
-        eprintln!("\n*** SKIPPING HA test: needs etcd-server and etcd-client ***\n");
+    if !etcd_support::prerequisites("HA") {
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -295,7 +172,7 @@ fn two_servers_on_etcd_survive_losing_the_leader_and_an_etcd_member() {
     let s2_port = free_port();
     let kc2 = s2_dir.join("kubeconfig.yaml");
     let s2_log = std::fs::File::create(work.path().join("server-2.log")).unwrap();
-    let mut s2 = Kill(Some(
+    let mut s2 = Kill(
         Command::new(skiff_bin())
             .arg("server")
             .arg("--data-dir")
@@ -311,7 +188,7 @@ fn two_servers_on_etcd_survive_losing_the_leader_and_an_etcd_member() {
             .stderr(s2_log)
             .spawn()
             .expect("skiff runs"),
-    ));
+    );
     wait_for("server 2 to answer", Duration::from_secs(30), || {
         kubectl(&kc2, &["get", "--raw", "/readyz"])
     });
@@ -485,7 +362,7 @@ spec:
     assert!(holder(&kc1, "kube-controller-manager").starts_with("s2_"));
 
     // A server that stops cleanly hands its leases over at once.
-    let pid = s2.0.as_ref().unwrap().id().to_string();
+    let pid = s2.0.id().to_string();
     let stopping = Instant::now();
     assert!(
         Command::new("kill")
@@ -504,6 +381,6 @@ spec:
         "took {:?} after a clean stop",
         stopping.elapsed()
     );
-    let status = s2.0.take().unwrap().wait().unwrap();
+    let status = s2.0.wait().unwrap();
     assert!(status.success(), "server 2 exited with {status}");
 }

@@ -5,88 +5,15 @@
 //! demands client certificates with `--datastore-cafile/certfile/keyfile`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod etcd_support;
+use etcd_support::{Kill, etcd, etcdctl, free_port, kubectl, prerequisites, wait};
 use rcgen::{
     BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Kill {
-    /// Stops the process as an operator would (SIGTERM) and waits for it to exit.
-    fn stop(mut self) {
-        let pid = self.0.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(sent.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.0.try_wait().unwrap().is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "the server did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// Whether etcd, etcdctl and kubectl are here; outside CI a missing one skips the test.
-fn prerequisites() -> bool {
-    let missing = ["/usr/bin/etcd", "/usr/bin/etcdctl"]
-        .iter()
-        .any(|p| !Path::new(p).exists())
-        || Command::new("kubectl")
-            .arg("version")
-            .arg("--client")
-            .output()
-            .is_err();
-    if missing {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "etcd-server or kubectl missing in CI"
-        );
-        eprintln!("\n*** SKIPPING migrate test: needs etcd-server, etcd-client and kubectl ***\n");
-    }
-    !missing
-}
-
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new("kubectl")
-        .env("KUBECONFIG", kubeconfig)
-        .args(args)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn wait<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn skiff(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_skiff"));
@@ -116,48 +43,6 @@ fn migrate(data: &Path, endpoint: &str, flags: &[&str]) -> Output {
         .unwrap()
 }
 
-/// A fresh etcd in `dir`; `client_url` is http:// or, with `tls` flags, https://.
-fn etcd(dir: &Path, client_url: &str, tls: &[String]) -> Kill {
-    let peer = format!("http://127.0.0.1:{}", free_port());
-    Kill(
-        Command::new("/usr/bin/etcd")
-            .args([
-                "--unsafe-no-fsync",
-                "--heartbeat-interval=10",
-                "--election-timeout=100",
-            ])
-            .arg("--data-dir")
-            .arg(dir)
-            .args([
-                "--listen-client-urls",
-                client_url,
-                "--advertise-client-urls",
-                client_url,
-            ])
-            .args(["--listen-peer-urls", &peer])
-            .args(["--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("default={peer}")])
-            .args(tls)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-/// `etcdctl` on `endpoint`, with more flags; its stdout when it succeeds.
-fn etcdctl(endpoint: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new("/usr/bin/etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args(["--endpoints", endpoint])
-        .args(args)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// `uid creationTimestamp` of an object.
 fn identity(kubeconfig: &Path, args: &[&str]) -> String {
     let mut all = vec!["get"];
@@ -181,7 +66,7 @@ fn pods(kubeconfig: &Path) -> Option<usize> {
 
 #[test]
 fn a_sqlite_cluster_migrates_into_etcd_with_its_objects_and_controllers() {
-    if !prerequisites() {
+    if !prerequisites("migrate") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -382,7 +267,7 @@ fn pki(dir: &Path) -> Pki {
 
 #[test]
 fn a_server_and_migrate_reach_an_etcd_that_demands_client_certificates() {
-    if !prerequisites() {
+    if !prerequisites("migrate") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
