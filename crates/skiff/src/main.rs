@@ -947,7 +947,10 @@ async fn server(args: ServerArgs) -> Result<()> {
             in_process(),
             election("kube-scheduler"),
             agent_shutdown.clone(),
-            move |stop| skiff_scheduler::run::run(client.clone(), stop),
+            move |stop| {
+                eprintln!("skiff server: this server now runs the scheduler (it holds the lease kube-system/kube-scheduler)");
+                skiff_scheduler::run::run(client.clone(), stop)
+            },
         )));
     }
     let controllers = skiff_controllers::Config {
@@ -967,7 +970,10 @@ async fn server(args: ServerArgs) -> Result<()> {
         in_process(),
         election("kube-controller-manager"),
         agent_shutdown.clone(),
-        move |stop| skiff_controllers::run(client.clone(), controllers.clone(), stop),
+        move |stop| {
+            eprintln!("skiff server: this server now runs the controllers (it holds the lease kube-system/kube-controller-manager)");
+            skiff_controllers::run(client.clone(), controllers.clone(), stop)
+        },
     )));
     let agent = if args.disable_agent {
         None
