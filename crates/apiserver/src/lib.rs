@@ -408,11 +408,15 @@ fn random_hex(bytes: usize) -> String {
     hex::encode(v)
 }
 
+/// The SQLite database of a data dir, when no `--datastore-endpoint` names another.
+pub fn default_sqlite_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("server").join("db").join("state.db")
+}
+
 /// Opens the datastore named by the config.
 pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
-    let default_db = config.data_dir.join("server").join("db").join("state.db");
     let path = match config.datastore_endpoint.as_deref() {
-        None | Some("") => default_db,
+        None | Some("") => default_sqlite_path(&config.data_dir),
         Some(e) if e.starts_with("sqlite://") => PathBuf::from(&e["sqlite://".len()..]),
         Some(e) => return Err(StartError::Endpoint(e.to_string())),
     };
@@ -605,10 +609,12 @@ pub async fn start_with_store(
             shutdown_rx.clone(),
         ))
     });
+    // SQLite compacts itself; etcd is compacted by its clients.
     if config
         .datastore_endpoint
         .as_deref()
-        .is_some_and(|e| e.starts_with("http://") || e.starts_with("https://"))
+        .and_then(skiff_store::etcd::parse_endpoints)
+        .is_some()
     {
         spawn_compactor(store, ETCD_COMPACTION_INTERVAL, shutdown_rx.clone());
     }

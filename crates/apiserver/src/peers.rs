@@ -175,8 +175,8 @@ async fn write_endpoints(server: &Server, ips: &[IpAddr], port: u16) -> ApiResul
 }
 
 /// One round: renew this server's lease, then bring the endpoints in line
-/// with the live leases.
-pub async fn reconcile(server: &Server, me: &PeerLease) -> ApiResult<()> {
+/// with the live leases. Returns the `kubernetes` Service's target port.
+pub async fn reconcile(server: &Server, me: &PeerLease) -> ApiResult<Option<u16>> {
     renew(server, me).await.map_err(store_error)?;
     follow_leases(server).await
 }
@@ -187,17 +187,19 @@ pub async fn withdraw(server: &Server, ip: IpAddr) -> ApiResult<()> {
         Ok(_) | Err(StoreError::NotFound { .. }) => {}
         Err(e) => return Err(store_error(e)),
     }
-    follow_leases(server).await
+    follow_leases(server).await.map(|_| ())
 }
 
 fn store_error(e: StoreError) -> ApiError {
     ApiError::internal(e.to_string())
 }
 
-/// Writes the endpoints to hold the servers whose leases are live now.
-async fn follow_leases(server: &Server) -> ApiResult<()> {
+/// Writes the endpoints to hold the servers whose leases are live now, on
+/// the `kubernetes` Service's target port (returned; None before bootstrap
+/// made the Service).
+async fn follow_leases(server: &Server) -> ApiResult<Option<u16>> {
     let Some(port) = service_port(server).await? else {
-        return Ok(());
+        return Ok(None);
     };
     let all = leases(server).await.map_err(store_error)?;
     write_endpoints(
@@ -205,7 +207,8 @@ async fn follow_leases(server: &Server) -> ApiResult<()> {
         &live_addresses(&all, port, jiff::Timestamp::now()),
         port,
     )
-    .await
+    .await?;
+    Ok(Some(port))
 }
 
 /// Keeps this server (`ip`, `port`) in the `kubernetes` endpoints until
@@ -226,16 +229,19 @@ pub async fn run(
             renew_time: jiff::Timestamp::now(),
             ttl_seconds: ttl.as_secs().max(1),
         };
-        if let Err(e) = reconcile(&server, &me).await {
-            tracing::warn!("keeping the kubernetes Service's endpoints: {}", e.message);
-        }
-        if !warned && let Ok(Some(target)) = service_port(&server).await {
-            if target != port {
-                tracing::warn!(
-                    "this server listens on port {port}, but the kubernetes Service targets port {target}: in-cluster clients will reach the other servers only"
-                );
+        match reconcile(&server, &me).await {
+            Err(e) => {
+                tracing::warn!("keeping the kubernetes Service's endpoints: {}", e.message)
             }
-            warned = true;
+            Ok(Some(target)) if !warned => {
+                if target != port {
+                    tracing::warn!(
+                        "this server listens on port {port}, but the kubernetes Service targets port {target}: in-cluster clients will reach the other servers only"
+                    );
+                }
+                warned = true;
+            }
+            Ok(_) => {}
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}

@@ -644,10 +644,10 @@ impl Registry {
         // (allocation, default classes), or on a miss that may be staleness
         // (the namespace, a priority class), as Kubernetes reads those
         // through informers that lag too.
-        let storage_resource = catalog::storage_info(r).resource;
-        if matches!(storage_resource, "services" | "persistentvolumeclaims") || opts.dry_run {
+        let storage = catalog::storage_info(r);
+        if matches!(storage.resource, "services" | "persistentvolumeclaims") || opts.dry_run {
             self.sync().await?;
-        } else if storage_resource == "pods"
+        } else if storage.resource == "pods"
             && let Some(class) = meta::str_at(&obj, &["spec", "priorityClassName"])
             && !class.is_empty()
         {
@@ -719,7 +719,6 @@ impl Registry {
             md.remove("generation");
         }
         self.prepare_for_create(r, &mut obj);
-        let storage = catalog::storage_info(r);
         let mut stored = convert::convert(obj, r, storage);
         if storage.resource == "secrets" {
             merge_string_data(&mut stored);

@@ -156,13 +156,11 @@ async fn sim(args: SimArgs) -> Result<()> {
     Ok(())
 }
 
-/// What a node gets when it joins: a client with its own credentials, and
-/// the certificate of its kubelet endpoint.
+/// What a node gets when it joins: its own credentials, and the
+/// certificate of its kubelet endpoint.
 struct Joined {
     /// The cluster's network settings.
     network: skiff_agent::network::ClusterNetwork,
-    client: kube::Client,
-    ca_pem: String,
     serving_cert: String,
     serving_key: String,
     /// The node's own bearer token.
@@ -283,8 +281,6 @@ async fn join(server: &str, token: &str, node_name: &str, address: &str) -> Resu
     });
     Ok(Joined {
         network,
-        client: trusted.client(&field("token")?)?,
-        ca_pem: trusted.ca_pem.clone(),
         serving_cert: field("servingCert")?,
         serving_key: field("servingKey")?,
         node_token: field("token")?,
@@ -408,12 +404,12 @@ async fn agent(args: AgentArgs) -> Result<()> {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
-    let mut joined = join_any(&servers, &token, &node_name, &address).await?;
+    let joined = join_any(&servers, &token, &node_name, &address).await?;
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     // With several servers, the node's clients go through a local balancer
     // that moves to another server when one stops answering (k3s' agent
     // load balancer); every server's certificate names 127.0.0.1.
-    let _balancer = if servers.len() > 1 {
+    let url: http::Uri = if servers.len() > 1 {
         let balancer = skiff_net::balancer::Balancer::start(
             std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             server_authorities(&servers)?,
@@ -421,24 +417,23 @@ async fn agent(args: AgentArgs) -> Result<()> {
         )
         .await
         .context("starting the API server balancer")?;
-        let url: http::Uri = format!("https://{}", balancer.local_addr()).parse()?;
-        joined.client = joined.trusted.client_at(url, &joined.node_token)?;
         eprintln!(
             "skiff agent: reaching the servers {} through {}",
             servers.join(", "),
             balancer.local_addr()
         );
-        Some(balancer)
+        format!("https://{}", balancer.local_addr()).parse()?
     } else {
-        None
+        joined.trusted.url.clone()
     };
+    let client = joined.trusted.client_at(url, &joined.node_token)?;
     let agent_dir = args.data_dir.join("agent");
     std::fs::create_dir_all(&agent_dir)
         .with_context(|| format!("creating {}", agent_dir.display()))?;
     let network = node_net::pod_network(joined.network.clone(), &agent_dir);
     // Kept as k3s keeps them, for inspection; every start asks afresh.
     for (file, contents) in [
-        ("server-ca.crt", &joined.ca_pem),
+        ("server-ca.crt", &joined.trusted.ca_pem),
         ("serving-kubelet.crt", &joined.serving_cert),
         ("serving-kubelet.key", &joined.serving_key),
     ] {
@@ -463,13 +458,13 @@ async fn agent(args: AgentArgs) -> Result<()> {
             )
         })?;
     let tls = skiff_apiserver::tls::kubelet_server_config(
-        &joined.ca_pem,
+        &joined.trusted.ca_pem,
         &joined.serving_cert,
         &joined.serving_key,
     )
     .context("the kubelet serving certificate")?;
     let pods: skiff_apiserver::node_server::PodLookup = {
-        let client = joined.client.clone();
+        let client = client.clone();
         Arc::new(move |ns: String, name: String| {
             let client = client.clone();
             Box::pin(async move { get_pod(&client, &ns, &name).await })
@@ -511,7 +506,7 @@ async fn agent(args: AgentArgs) -> Result<()> {
     ));
     let node_ip = config.address.parse().ok();
     let services = node_net::start_services(
-        joined.client.clone(),
+        client.clone(),
         network,
         &node_name,
         node_ip,
@@ -519,11 +514,7 @@ async fn agent(args: AgentArgs) -> Result<()> {
     )
     .await?;
     let task = tokio::spawn(skiff_agent::kubelet::run(
-        joined.client,
-        runtime,
-        images,
-        config,
-        shutdown,
+        client, runtime, images, config, shutdown,
     ));
     tokio::select! {
         _ = shutdown_signal() => {}

@@ -64,7 +64,7 @@ pub struct MigrateArgs {
 /// The SQLite file to copy: `--from sqlite://PATH`, else the data dir's.
 fn source_path(data_dir: &Path, from: Option<&str>) -> Result<PathBuf> {
     match from {
-        None => Ok(data_dir.join("server").join("db").join("state.db")),
+        None => Ok(skiff_apiserver::default_sqlite_path(data_dir)),
         Some(from) => match from.strip_prefix("sqlite://") {
             Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
             _ => bail!("--from takes sqlite://PATH (a skiff SQLite database), not {from:?}"),
