@@ -662,12 +662,17 @@ fn render_one(
 }
 
 /// Selectors and filters of a list or watch.
-struct Filter {
+pub(crate) struct Filter {
     labels: Option<LabelSelector>,
-    fields: Option<FieldSelector>,
+    pub(crate) fields: Option<FieldSelector>,
 }
 
 impl Filter {
+    /// The `labelSelector` and `fieldSelector` of a raw query string.
+    pub(crate) fn from_query(r: &ResourceInfo, query: Option<&str>) -> ApiResult<Self> {
+        Self::parse(r, &Query::parse(query))
+    }
+
     fn parse(r: &ResourceInfo, q: &Query) -> ApiResult<Self> {
         let labels = match q.get("labelSelector").filter(|s| !s.is_empty()) {
             Some(s) => {
@@ -688,7 +693,7 @@ impl Filter {
         Ok(Self { labels, fields })
     }
 
-    fn matches(&self, r: &ResourceInfo, obj: &Value) -> bool {
+    pub(crate) fn matches(&self, r: &ResourceInfo, obj: &Value) -> bool {
         self.labels.as_ref().is_none_or(|l| l.matches_object(obj))
             && self.fields.as_ref().is_none_or(|f| f.matches(r, obj))
     }

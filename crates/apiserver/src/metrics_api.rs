@@ -25,11 +25,11 @@
 
 use crate::Server;
 use crate::error::{ApiError, ApiResult};
+use crate::handlers::Filter;
 use crate::node::{NodeTarget, ResourceMetrics, UsageSample};
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
 use skiff_api::catalog;
-use skiff_api::selector::{FieldSelector, LabelSelector};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -452,53 +452,24 @@ fn not_found(resource: &str, name: &str) -> ApiError {
     }
 }
 
-/// A list's `labelSelector` and `fieldSelector`.
-struct Selectors {
-    labels: Option<LabelSelector>,
-    fields: Option<FieldSelector>,
-}
-
-impl Selectors {
-    fn parse(query: Option<&str>, r: &catalog::ResourceInfo) -> ApiResult<Self> {
-        let mut labels = None;
-        let mut fields = None;
-        for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-            match k.as_ref() {
-                "labelSelector" if !v.is_empty() && labels.is_none() => {
-                    labels = Some(
-                        LabelSelector::parse(&v)
-                            .map_err(|e| ApiError::bad_request(e.to_string()))?,
-                    );
-                }
-                "fieldSelector" if !v.is_empty() && fields.is_none() => {
-                    let f = FieldSelector::parse(&v)
-                        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-                    // metrics-server filters on object metadata only.
-                    for t in f.terms() {
-                        if !matches!(t.field.as_str(), "metadata.name" | "metadata.namespace") {
-                            return Err(ApiError::bad_request(format!(
-                                "field label not supported: {}",
-                                t.field
-                            )));
-                        }
-                    }
-                    f.validate_for(r)
-                        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-                    fields = Some(f);
-                }
-                "watch" if v == "true" || v == "1" => {
-                    return Err(ApiError::method_not_allowed());
-                }
-                _ => {}
-            }
+/// A list's `labelSelector` and `fieldSelector`, as for any list, with
+/// metrics-server's limits: fields of the object's metadata only, no watch.
+fn selectors(query: Option<&str>, r: &catalog::ResourceInfo) -> ApiResult<Filter> {
+    let watch = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .any(|(k, v)| k == "watch" && (v == "true" || v == "1"));
+    if watch {
+        return Err(ApiError::method_not_allowed());
+    }
+    let filter = Filter::from_query(r, query)?;
+    for t in filter.fields.iter().flat_map(|f| f.terms()) {
+        if !matches!(t.field.as_str(), "metadata.name" | "metadata.namespace") {
+            return Err(ApiError::bad_request(format!(
+                "field label not supported: {}",
+                t.field
+            )));
         }
-        Ok(Self { labels, fields })
     }
-
-    fn matches(&self, r: &catalog::ResourceInfo, obj: &Value) -> bool {
-        self.labels.as_ref().is_none_or(|l| l.matches_object(obj))
-            && self.fields.as_ref().is_none_or(|f| f.matches(r, obj))
-    }
+    Ok(filter)
 }
 
 fn metadata(obj: &Value, namespaced: bool, now: &str) -> Value {
@@ -570,7 +541,7 @@ pub async fn get(server: &Server, rest: &[&str], query: Option<&str>) -> ApiResu
     let reg = server.registry();
     match rest {
         ["nodes"] => {
-            let sel = Selectors::parse(query, nodes_info())?;
+            let sel = selectors(query, nodes_info())?;
             let (nodes, _) = reg.list(nodes_info(), None, None).await?;
             let mut items: Vec<(String, Value)> = nodes
                 .iter()
@@ -597,7 +568,7 @@ pub async fn get(server: &Server, rest: &[&str], query: Option<&str>) -> ApiResu
                 ["namespaces", ns, _] => Some(*ns),
                 _ => None,
             };
-            let sel = Selectors::parse(query, pods_info())?;
+            let sel = selectors(query, pods_info())?;
             let (pods, _) = reg.list(pods_info(), ns, None).await?;
             let mut items: Vec<(PodKey, Value)> = pods
                 .iter()
