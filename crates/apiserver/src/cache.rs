@@ -98,7 +98,7 @@ struct Inner {
 }
 
 /// Where the objects are in the datastore.
-const OBJECTS: &str = "/registry/";
+const OBJECTS: &str = skiff_store::copy::REGISTRY_PREFIX;
 /// The cache follows every key's revision (not only the objects'), so that
 /// writes outside `/registry/` (the bootstrap data, the servers' leases, or
 /// another program's keys in a shared etcd) still move it to the datastore's
