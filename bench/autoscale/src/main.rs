@@ -40,8 +40,8 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use skiff_bench_common::{
     Proc, Signals, TempDir, block_on_with_signals, check_built, check_repo_root, cpu_s, exe_dir,
-    flags, force_cleanup, free_port, kubectl, median, ms, node_ready, percentile, poll_until,
-    positive, private_skiff_with_busybox, start_server, unknown,
+    flags, force_cleanup, free_port, kubectl, max, median, ms, node_ready, percentile, pod_running,
+    poll_until, positive, private_skiff_with_busybox, start_server, unknown,
 };
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -468,10 +468,7 @@ async fn running(pods: &Api<Pod>, app: &str) -> Result<usize> {
         .await?;
     Ok(l.items
         .iter()
-        .filter(|p| {
-            p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-                && p.metadata.deletion_timestamp.is_none()
-        })
+        .filter(|p| pod_running(p) && p.metadata.deletion_timestamp.is_none())
         .count())
 }
 
@@ -663,7 +660,7 @@ fn report(opts: &Opts, fig: &Figures) {
     let reaction: Vec<f64> = fig.hpa.iter().map(|h| h.reaction_s).collect();
     let r_med = median(reaction.clone());
     let r_min = reaction.iter().copied().fold(f64::INFINITY, f64::min);
-    let r_max = reaction.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let r_max = max(&reaction);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!();
     println!(

@@ -240,6 +240,23 @@ where
     }
 }
 
+/// [`poll_until`] while the `skiff server` process `server` lives: fails as
+/// soon as it has exited (with its log).
+pub async fn poll_while_up<T, F, Fut>(
+    what: &str,
+    every: Duration,
+    timeout: Duration,
+    server: &mut Proc,
+    check: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let alive = || server.check_alive("skiff server");
+    poll_until(what, every, timeout, alive, check).await
+}
+
 /// Waits (every 250 ms, `timeout` at most, while `alive`) until the pods of
 /// `pods` are gone, so the agent has stopped their containers. Gives up
 /// quietly: it is cleanup.
@@ -260,6 +277,11 @@ pub fn pod_ready(p: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Whether the pod's phase is Running.
+pub fn pod_running(p: &Pod) -> bool {
+    p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
 }
 
 /// Whether the node's Ready condition is True.
@@ -348,10 +370,13 @@ mod tests {
         assert!(!pod_ready(&pod(
             serde_json::json!({"status": cond("False")})
         )));
-        assert!(!pod_ready(&pod(
-            serde_json::json!({"status": {"phase": "Running"}})
+        let running = pod(serde_json::json!({"status": {"phase": "Running"}}));
+        assert!(pod_running(&running) && !pod_ready(&running));
+        assert!(!pod_running(&pod(
+            serde_json::json!({"status": {"phase": "Pending"}})
         )));
         assert!(!pod_ready(&pod(serde_json::json!({}))));
+        assert!(!pod_running(&pod(serde_json::json!({}))));
         assert!(node_ready(&node(
             serde_json::json!({"status": cond("True")})
         )));
@@ -442,5 +467,37 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(err.to_string(), "skiff server exited");
+    }
+
+    #[tokio::test]
+    async fn polling_while_the_server_is_up() {
+        let dir = crate::TempDir::new("bench-common-poll").unwrap();
+        let mut up = Proc::spawn(Command::new("sleep").arg("30"), dir.0.join("up.log")).unwrap();
+        let every = Duration::from_millis(1);
+        let got = poll_while_up("now", every, Duration::from_secs(5), &mut up, || async {
+            Ok(Some(1))
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, 1);
+        let mut gone = Proc::spawn(
+            Command::new("sh").args(["-c", "echo bye; exit 3"]),
+            dir.0.join("gone.log"),
+        )
+        .unwrap();
+        let err = poll_while_up::<(), _, _>(
+            "never",
+            every,
+            Duration::from_secs(30),
+            &mut gone,
+            || async { Ok(None) },
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("skiff server exited") && err.ends_with("bye\n"),
+            "{err}"
+        );
     }
 }

@@ -8,8 +8,8 @@ pub mod flags;
 
 pub use cluster::{
     BUSYBOX_SCRIPT, Signals, block_on_with_signals, check_built, check_repo_root, force_cleanup,
-    kubectl, kubectl_cmd, mounts_under, node_ready, pod_ready, poll_until,
-    private_skiff_with_busybox, run_cmd, start_server, wait_pods_gone,
+    kubectl, kubectl_cmd, mounts_under, node_ready, pod_ready, pod_running, poll_until,
+    poll_while_up, private_skiff_with_busybox, run_cmd, start_server, wait_pods_gone,
 };
 pub use flags::{Flag, exe_dir, flags, positive, unknown};
 

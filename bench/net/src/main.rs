@@ -37,7 +37,7 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use skiff_bench_common::{
     Proc, Signals, TempDir, block_on_with_signals, check_built, check_repo_root, exe_dir, flags,
     force_cleanup, kubectl, kubectl_cmd, max, median, ms, node_ready, percentile, pod_ready,
-    poll_until, positive, private_skiff_with_busybox, run_cmd, start_server, unknown,
+    poll_while_up, positive, private_skiff_with_busybox, run_cmd, start_server, unknown,
     wait_pods_gone,
 };
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -251,21 +251,8 @@ async fn nft_table() -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Polls `check` every 50 ms until it yields a value, failing after `timeout`
-/// or when the server has died.
-async fn wait_for<T, F, Fut>(
-    what: &str,
-    timeout: Duration,
-    server: &mut Proc,
-    check: F,
-) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>>>,
-{
-    let alive = || server.check_alive("skiff server");
-    poll_until(what, Duration::from_millis(50), timeout, alive, check).await
-}
+/// How often the waits for a state (node, pods, proxy rules) poll.
+const WAIT_POLL: Duration = Duration::from_millis(50);
 
 // ---------------------------------------------------------------- HTTP load
 
@@ -440,7 +427,7 @@ async fn measure(
     let kubeconfig = data.join("kubeconfig.yaml");
     let t = Duration::from_secs(opts.timeout_s.min(120));
     let nodes: Api<Node> = Api::all(client.clone());
-    wait_for("node Ready", t, server, || async {
+    poll_while_up("node Ready", WAIT_POLL, t, server, || async {
         Ok(nodes
             .list(&ListParams::default())
             .await?
@@ -472,7 +459,7 @@ async fn measure(
     let mut ips = Vec::new();
     for name in ["web", "client", "flip"] {
         let what = format!("pod {name} Ready");
-        let ip = wait_for(&what, t, server, || ready_ip(&pods, name)).await?;
+        let ip = poll_while_up(&what, WAIT_POLL, t, server, || ready_ip(&pods, name)).await?;
         ips.push(ip);
     }
     let (web_ip, flip_ip) = (ips[0], ips[2]);
@@ -501,10 +488,16 @@ async fn measure(
         let c = |name| netstat_counter(&text, "TcpExt", name).unwrap_or(0);
         (c("PAWSTimewait") + c("PAWSEstab"), c("ListenDrops"))
     };
-    wait_for("the proxy DNATs to web and flip", t, server, || async {
-        let nft = nft_table().await?;
-        Ok((programs(&nft, web_ip, 8080) && programs(&nft, flip_ip, 8080)).then_some(()))
-    })
+    poll_while_up(
+        "the proxy DNATs to web and flip",
+        WAIT_POLL,
+        t,
+        server,
+        || async {
+            let nft = nft_table().await?;
+            Ok((programs(&nft, web_ip, 8080) && programs(&nft, flip_ip, 8080)).then_some(()))
+        },
+    )
     .await?;
     println!(
         "  Service web {cluster_ip}:80 → {web_ip}:8080 programmed; load from pod client's netns {}",
@@ -580,10 +573,16 @@ async fn measure(
             &["exec", "flip", "--", "rm", "-f", "/tmp/ready"],
         )
         .await?;
-        wait_for("flip not Ready and its rule gone", t, server, || async {
-            let p = pods.get("flip").await?;
-            Ok((!pod_ready(&p) && !programs(&nft_table().await?, flip_ip, 8080)).then_some(()))
-        })
+        poll_while_up(
+            "flip not Ready and its rule gone",
+            WAIT_POLL,
+            t,
+            server,
+            || async {
+                let p = pods.get("flip").await?;
+                Ok((!pod_ready(&p) && !programs(&nft_table().await?, flip_ip, 8080)).then_some(()))
+            },
+        )
         .await?;
         let api_seen = {
             let pods = pods.clone();

@@ -36,7 +36,7 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use skiff_bench_common::{
     Proc, Signals, TempDir, block_on_with_signals, check_built, check_repo_root, exe_dir, flags,
-    force_cleanup, max, median, ms, node_ready, pod_ready, poll_until, positive,
+    force_cleanup, max, median, ms, node_ready, pod_ready, pod_running, poll_while_up, positive,
     private_skiff_with_busybox, start_server, unknown,
 };
 use std::cell::Cell;
@@ -221,11 +221,6 @@ fn claim_bound(c: &PersistentVolumeClaim) -> bool {
     c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound")
 }
 
-/// Whether the pod's phase is Running.
-fn pod_running(p: &Pod) -> bool {
-    p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-}
-
 /// Whether the default StorageClass is there (annotation
 /// `storageclass.kubernetes.io/is-default-class: "true"`).
 fn is_default_class(c: &StorageClass) -> bool {
@@ -237,23 +232,6 @@ fn is_default_class(c: &StorageClass) -> bool {
 }
 
 // ------------------------------------------------------------------ processes
-
-/// Polls `check` every `every` until it yields a value, failing after
-/// `timeout` or when the server has died.
-async fn wait_for<T, F, Fut>(
-    what: &str,
-    every: Duration,
-    timeout: Duration,
-    server: &mut Proc,
-    check: F,
-) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>>>,
-{
-    let alive = || server.check_alive("skiff server");
-    poll_until(what, every, timeout, alive, check).await
-}
 
 /// The entries of the storage directory (volume directories left).
 fn storage_entries(storage: &Path) -> usize {
@@ -297,7 +275,7 @@ async fn teardown(apis: &Apis, storage: &Path, server: &mut Proc) -> Result<()> 
     apis.claims
         .delete_collection(&DeleteParams::default(), &lp)
         .await?;
-    wait_for(
+    poll_while_up(
         "StatefulSet, pods, claims, volumes and their directories gone",
         Duration::from_millis(100),
         Duration::from_secs(180),
@@ -337,7 +315,7 @@ struct StsRun {
 }
 
 /// One WaitForFirstConsumer claim: from the pod's create call.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct WffcClaim {
     selected_ms: f64,
     bound_ms: f64,
@@ -360,7 +338,7 @@ async fn measure(
     fig: &mut Figures,
 ) -> Result<()> {
     let pp = PostParams::default();
-    wait_for(
+    poll_while_up(
         "node Ready and the default StorageClass",
         Duration::from_millis(100),
         Duration::from_secs(120),
@@ -385,7 +363,7 @@ async fn measure(
     println!("  warm-up: 1 replica");
     let warm: StatefulSet = serde_json::from_value(statefulset_json(1, "OrderedReady"))?;
     apis.sts.create(&pp, &warm).await?;
-    wait_for(
+    poll_while_up(
         "warm-up StatefulSet Ready",
         STS_POLL,
         Duration::from_secs(180),
@@ -400,7 +378,7 @@ async fn measure(
             let sts: StatefulSet = serde_json::from_value(statefulset_json(replicas, policy))?;
             let start = Instant::now();
             apis.sts.create(&pp, &sts).await?;
-            let ready = wait_for(
+            let ready = poll_while_up(
                 &format!("{replicas} replicas ({policy}) Ready"),
                 STS_POLL,
                 Duration::from_secs(600),
@@ -436,11 +414,10 @@ async fn measure(
         let pod: Pod = serde_json::from_value(claim_pod_json(&format!("use-{i}"), &claim))?;
         let start = Instant::now();
         apis.pods.create(&pp, &pod).await?;
-        let mut c = WffcClaim::default();
         let selected = Cell::new(None::<Duration>);
         let bound = Cell::new(None::<Duration>);
         let pod_name = format!("use-{i}");
-        let running = wait_for(
+        let running = poll_while_up(
             &format!("claim {claim} bound and its pod Running"),
             CLAIM_POLL,
             Duration::from_secs(120),
@@ -459,9 +436,11 @@ async fn measure(
             },
         )
         .await?;
-        c.running_ms = ms(running);
-        c.selected_ms = selected.get().map_or(f64::NAN, ms);
-        c.bound_ms = bound.get().map_or(f64::NAN, ms);
+        let c = WffcClaim {
+            selected_ms: selected.get().map_or(f64::NAN, ms),
+            bound_ms: bound.get().map_or(f64::NAN, ms),
+            running_ms: ms(running),
+        };
         println!(
             "  WaitForFirstConsumer claim {}/{}: selected-node {:.0} ms, Bound {:.0} ms, pod Running {:.0} ms",
             i + 1,
@@ -484,7 +463,7 @@ async fn measure(
             serde_json::from_value(claim_json(&claim, Some(IMMEDIATE_CLASS)))?;
         let start = Instant::now();
         apis.claims.create(&pp, &pvc).await?;
-        let t = wait_for(
+        let t = poll_while_up(
             &format!("claim {claim} Bound"),
             CLAIM_POLL,
             Duration::from_secs(60),
