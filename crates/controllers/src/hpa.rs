@@ -150,30 +150,15 @@ impl MetricsClient for ApiMetrics {
         selector: &'a str,
     ) -> BoxFuture<'a, Result<Vec<PodMetrics>, String>> {
         Box::pin(async move {
-            let url = format!(
-                "/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods?labelSelector={}",
-                encode(selector)
-            );
-            let req = http::Request::get(url)
-                .body(Vec::new())
-                .map_err(|e| e.to_string())?;
+            let req = kube::core::Request::new(format!(
+                "/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods"
+            ))
+            .list(&ListParams::default().labels(selector))
+            .map_err(|e| e.to_string())?;
             let list: PodMetricsList = self.0.request(req).await.map_err(|e| e.to_string())?;
             Ok(list.items)
         })
     }
-}
-
-/// Percent-encodes a query value.
-fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// A Go duration (`15s`, `1m0s`, `500ms`, `1.5s`) in milliseconds.

@@ -250,7 +250,6 @@ pub(crate) fn now_rounded() -> jiff::Timestamp {
     t.round(jiff::Unit::Second).unwrap_or(t)
 }
 
-/// `namespace/name` of an object.
 /// What the API server said, for an event message: its Status message, or the client error.
 pub(crate) fn api_message(e: &kube::Error) -> String {
     match e {
@@ -259,10 +258,29 @@ pub(crate) fn api_message(e: &kube::Error) -> String {
     }
 }
 
+/// `namespace/name` of an object.
 pub(crate) fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
     format!(
         "{}/{}",
         meta.namespace.as_deref().unwrap_or(""),
         meta.name.as_deref().unwrap_or("")
     )
+}
+
+/// What the planners' table tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use serde_json::Value;
+
+    /// Merges `b` into `a`: objects key by key, anything else (null included) replaces.
+    pub(crate) fn merge(a: &mut Value, b: Value) {
+        match (a, b) {
+            (Value::Object(a), Value::Object(b)) => {
+                for (k, v) in b {
+                    merge(a.entry(k).or_insert(Value::Null), v);
+                }
+            }
+            (a, b) => *a = b,
+        }
+    }
 }

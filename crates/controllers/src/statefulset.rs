@@ -334,8 +334,12 @@ struct Revisions {
     all: Vec<(String, i64)>,
 }
 
-fn revisions(sts: &StatefulSet, s: &Settings, revs_in: &[&ControllerRevision]) -> Revisions {
-    let selector = selector_of(sts);
+fn revisions(
+    sts: &StatefulSet,
+    s: &Settings,
+    selector: &skiff_api::selector::LabelSelector,
+    revs_in: &[&ControllerRevision],
+) -> Revisions {
     let mut actions = Vec::new();
     let mut revs: Vec<&ControllerRevision> = Vec::new();
     for &r in revs_in {
@@ -590,7 +594,8 @@ pub fn plan(
     now: Timestamp,
 ) -> Plan {
     let s = settings(sts);
-    let revs = revisions(sts, &s, revisions_in);
+    let selector = selector_of(sts);
+    let revs = revisions(sts, &s, &selector, revisions_in);
     let being_deleted = sts.metadata.deletion_timestamp.is_some();
     // A set being deleted records no revisions (it would only leave orphans behind).
     let mut actions: Vec<Action> = revs
@@ -600,7 +605,6 @@ pub fn plan(
         .cloned()
         .collect();
     let end = s.start + s.replicas;
-    let selector = selector_of(sts);
     let mut owned: Vec<&Pod> = Vec::new();
     for &p in pods_in {
         match controller_uid(p.metadata.owner_references.as_deref()) {
@@ -1004,13 +1008,7 @@ pub async fn run_with_pods(
         tokio::select! {
             _ = shutdown.changed() => return,
             ev = set_stream.next() => match ev {
-                Some(Ok(ev)) => {
-                    if let watcher::Event::Apply(d) | watcher::Event::Delete(d) = &ev {
-                        dirty.insert(crate::key_of(&d.metadata));
-                    }
-                    all = matches!(ev, watcher::Event::InitDone);
-                    sets.apply(ev);
-                }
+                Some(Ok(ev)) => sets.apply_marking(ev, &mut dirty),
                 Some(Err(e)) => watch_failed("watch", &e).await,
                 None => return,
             },

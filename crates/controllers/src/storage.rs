@@ -362,25 +362,9 @@ fn touches(a: &Action) -> Vec<String> {
     }
 }
 
-/// What of a node the planner reads: labels, Ready, unschedulable.
-fn node_digest(
-    n: &Node,
-) -> (
-    Option<&std::collections::BTreeMap<String, String>>,
-    bool,
-    bool,
-) {
-    let ready = n
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-    let unschedulable = n
-        .spec
-        .as_ref()
-        .and_then(|s| s.unschedulable)
-        .unwrap_or(false);
-    (n.metadata.labels.as_ref(), ready, unschedulable)
+/// What of a node the planner reads: its labels, and whether it is Ready and schedulable.
+fn node_digest(n: &Node) -> (Option<&std::collections::BTreeMap<String, String>>, bool) {
+    (n.metadata.labels.as_ref(), plan::node_ready(n))
 }
 
 /// Applies a node event; true only when something the planner reads changed

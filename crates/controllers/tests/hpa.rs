@@ -125,8 +125,7 @@ async fn an_hpa_scales_a_deployment_up_on_cpu_and_back_down_after_the_window() {
               "minReplicas":1,"maxReplicas":4,
               "metrics":[{"type":"Resource","resource":{"name":"cpu","target":{"type":"Utilization","averageUtilization":50}}}],
               "behavior":{"scaleDown":{"stabilizationWindowSeconds":4}}}}"#;
-        std::fs::write(c.dir.path().join("hpa.json"), hpa).unwrap();
-        c.ok(&["apply", "-f", c.dir.path().join("hpa.json").to_str().unwrap()]);
+        c.apply("hpa", hpa);
 
         // 300% of request against 50%: 6 wanted, held at maxReplicas 4.
         c.wait("scaled up to 4", || {

@@ -130,9 +130,7 @@ async fn a_statefulset_comes_up_in_order_scales_rolls_and_undoes_with_kubectl() 
               "spec":{"containers":[{"name":"db","image":"busybox:a"}]}},
             "volumeClaimTemplates":[{"metadata":{"name":"data"},
               "spec":{"accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"1Gi"}}}}]}}"#;
-        let path = c.dir.path().join("sts.json");
-        std::fs::write(&path, sts).unwrap();
-        c.ok(&["apply", "-f", path.to_str().unwrap()]);
+        c.apply("sts", sts);
         let out = c.ok(&["rollout", "status", "sts/db", "--timeout=30s"]);
         // kubectl's wording whenever rollingUpdate is set (the default puts partition 0 there).
         assert!(
@@ -251,8 +249,7 @@ async fn a_statefulset_comes_up_in_order_scales_rolls_and_undoes_with_kubectl() 
         c.wait("orphaned", || {
             c.ok(&["get", "pods", "-l", "app=db", "-o", "jsonpath={.items[*].metadata.ownerReferences}"]).is_empty()
         });
-        std::fs::write(&path, sts).unwrap();
-        c.ok(&["apply", "-f", path.to_str().unwrap()]);
+        c.apply("sts", sts);
         let uid = c.ok(&["get", "sts", "db", "-o", "jsonpath={.metadata.uid}"]);
         c.wait("adopted", || {
             c.ok(&["get", "pods", "-l", "app=db", "-o", "jsonpath={.items[*].metadata.ownerReferences[0].uid}"])
@@ -291,9 +288,7 @@ async fn claims_go_with_the_set_and_scaled_down_pods_under_delete_policies() {
               "spec":{"containers":[{"name":"db","image":"busybox:a"}]}},
             "volumeClaimTemplates":[{"metadata":{"name":"data"},
               "spec":{"accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"1Gi"}}}}]}}"#;
-        let path = c.dir.path().join("sts.json");
-        std::fs::write(&path, sts).unwrap();
-        c.ok(&["apply", "-f", path.to_str().unwrap()]);
+        c.apply("sts", sts);
         c.ok(&["rollout", "status", "sts/db", "--timeout=30s"]);
         let owners = c.ok(&["get", "pvc", "data-db-2", "-o", "jsonpath={.metadata.ownerReferences[*].kind}"]);
         assert_eq!(owners, "StatefulSet");
@@ -329,9 +324,7 @@ async fn a_rollout_stuck_on_an_unready_pod_recovers_when_the_template_is_fixed()
             "spec":{"serviceName":"db","replicas":3,"selector":{"matchLabels":{"app":"db"}},
             "template":{"metadata":{"labels":{"app":"db"}},
               "spec":{"containers":[{"name":"db","image":"busybox:a"}]}}}}"#;
-        let path = c.dir.path().join("sts.json");
-        std::fs::write(&path, sts).unwrap();
-        c.ok(&["apply", "-f", path.to_str().unwrap()]);
+        c.apply("sts", sts);
         c.ok(&["rollout", "status", "sts/db", "--timeout=30s"]);
         // A template that never becomes Ready: db-2 is replaced and the rollout stops there.
         c.ok(&["set", "image", "sts/db", "db=busybox:broken"]);

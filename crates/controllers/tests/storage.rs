@@ -22,19 +22,14 @@ async fn cluster(node_path: &std::path::Path) -> Cluster {
     .await
 }
 
-fn apply(c: &Cluster, name: &str, json: &str) {
-    let path = c.dir.path().join(format!("{name}.json"));
-    std::fs::write(&path, json).unwrap();
-    c.ok(&["apply", "-f", path.to_str().unwrap()]);
-}
-
+/// `kubectl get <what> -o jsonpath=<jsonpath>`, which must succeed (so a
+/// missing object fails the test rather than yielding kubectl's error text).
 fn get(c: &Cluster, what: &[&str], jsonpath: &str) -> String {
     let mut args = vec!["get"];
     args.extend_from_slice(what);
     let jp = format!("jsonpath={jsonpath}");
     args.extend_from_slice(&["-o", &jp]);
-    let (_, out) = c.kubectl(&args);
-    out
+    c.ok(&args)
 }
 
 /// `object reason: message` of every Event.
@@ -66,13 +61,11 @@ async fn a_claim_of_the_default_class_waits_for_its_node_then_is_provisioned_the
                 && sc.contains("false"),
             "{sc}"
         );
-        apply(
-            &c,
+        c.apply(
             "n1",
             r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"n1","labels":{"kubernetes.io/hostname":"n1"}}}"#,
         );
-        apply(
-            &c,
+        c.apply(
             "data",
             r#"{"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"data"},
                "spec":{"accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"1Gi"}}}}"#,
@@ -177,15 +170,13 @@ async fn a_retained_volume_binds_is_protected_while_used_and_is_released() {
     let store = tempfile::tempdir().unwrap();
     let c = cluster(store.path()).await;
     tokio::task::spawn_blocking(move || {
-        apply(
-            &c,
+        c.apply(
             "small",
             r#"{"apiVersion":"v1","kind":"PersistentVolume","metadata":{"name":"small"},
                "spec":{"capacity":{"storage":"1Gi"},"accessModes":["ReadWriteOnce"],
                "hostPath":{"path":"/tmp/small"}}}"#,
         );
-        apply(
-            &c,
+        c.apply(
             "big",
             r#"{"apiVersion":"v1","kind":"PersistentVolume","metadata":{"name":"big"},
                "spec":{"capacity":{"storage":"5Gi"},"accessModes":["ReadWriteOnce"],
@@ -198,8 +189,7 @@ async fn a_retained_volume_binds_is_protected_while_used_and_is_released() {
             get(&c, &["pv", "big"], "{.spec.persistentVolumeReclaimPolicy} {.metadata.finalizers}"),
             r#"Retain ["kubernetes.io/pv-protection"]"#
         );
-        apply(
-            &c,
+        c.apply(
             "claim",
             r#"{"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"c"},
                "spec":{"storageClassName":"","accessModes":["ReadWriteOnce"],
@@ -223,8 +213,7 @@ async fn a_retained_volume_binds_is_protected_while_used_and_is_released() {
         assert_eq!(get(&c, &["pv", "small"], "{.status.phase}"), "Available");
 
         // A scheduled pod that names the claim holds it while it exists.
-        apply(
-            &c,
+        c.apply(
             "pod",
             r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"user"},
                "spec":{"nodeName":"n1","containers":[{"name":"c","image":"busybox"}],
@@ -245,8 +234,7 @@ async fn a_retained_volume_binds_is_protected_while_used_and_is_released() {
         let table = c.ok(&["get", "pv", "big"]);
         assert!(table.contains("Released") && table.contains("default/c") && table.contains("Retain"), "{table}");
         // Retain: the volume stays, not offered to a new claim of the same name.
-        apply(
-            &c,
+        c.apply(
             "claim2",
             r#"{"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"c"},
                "spec":{"storageClassName":"","accessModes":["ReadWriteOnce"],

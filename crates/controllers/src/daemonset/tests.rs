@@ -1,16 +1,6 @@
 use super::*;
+use crate::testing::merge;
 use jiff::SignedDuration;
-
-fn merge(a: &mut Value, b: Value) {
-    match (a, b) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge(a.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (a, b) => *a = b,
-    }
-}
 
 fn ds(extra: Value) -> DaemonSet {
     let mut v = json!({

@@ -1,4 +1,5 @@
 use super::*;
+use crate::testing::merge;
 
 fn deployment(replicas: i32, image: &str, extra: Value) -> Deployment {
     let mut v = json!({
@@ -10,17 +11,6 @@ fn deployment(replicas: i32, image: &str, extra: Value) -> Deployment {
     });
     merge(&mut v, extra);
     serde_json::from_value(v).unwrap()
-}
-
-fn merge(a: &mut Value, b: Value) {
-    match (a, b) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge(a.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (a, b) => *a = b,
-    }
 }
 
 /// A ReplicaSet of `web` for `image`: revision, spec replicas, available, age in seconds.

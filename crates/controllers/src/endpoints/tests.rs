@@ -1,4 +1,5 @@
 use super::*;
+use crate::testing::merge;
 use serde_json::{Value, json};
 
 fn svc(extra: Value) -> Service {
@@ -10,17 +11,6 @@ fn svc(extra: Value) -> Service {
     });
     merge(&mut v, extra);
     serde_json::from_value(v).unwrap()
-}
-
-fn merge(a: &mut Value, b: Value) {
-    match (a, b) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge(a.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (a, b) => *a = b,
-    }
 }
 
 /// A running pod `name` on node `n1` with IP 10.42.0.`i`, Ready or not.

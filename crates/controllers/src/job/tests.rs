@@ -1,16 +1,6 @@
 use super::*;
+use crate::testing::merge;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-
-fn merge(a: &mut Value, b: Value) {
-    match (a, b) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge(a.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (a, b) => *a = b,
-    }
-}
 
 /// A Job as the API server stores it (defaults applied), with `extra` merged in.
 fn job(extra: Value) -> Job {

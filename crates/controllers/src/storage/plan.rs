@@ -420,7 +420,8 @@ fn node_labels(n: &Node) -> BTreeMap<String, String> {
     n.metadata.labels.clone().unwrap_or_default()
 }
 
-fn node_ready(n: &Node) -> bool {
+/// Whether a node is Ready and schedulable (a home for an Immediate volume).
+pub(super) fn node_ready(n: &Node) -> bool {
     !n.spec
         .as_ref()
         .and_then(|s| s.unschedulable)

@@ -4,6 +4,7 @@
 
 use super::plan::*;
 use super::*;
+use crate::testing::merge;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
 
@@ -36,17 +37,6 @@ fn pv(name: &str, size: &str, extra: Value) -> PersistentVolume {
     });
     merge(&mut v, extra);
     serde_json::from_value(v).unwrap()
-}
-
-fn merge(a: &mut Value, b: Value) {
-    match (a, b) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge(a.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (a, b) => *a = b,
-    }
 }
 
 fn class(name: &str, mode: &str, reclaim: &str) -> StorageClass {

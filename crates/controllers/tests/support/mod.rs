@@ -83,6 +83,14 @@ impl Cluster {
         text
     }
 
+    /// Writes `manifest` to `<name>.json` in the scratch dir and `kubectl apply`s
+    /// it, which must succeed.
+    pub fn apply(&self, name: &str, manifest: &str) {
+        let path = self.dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, manifest).unwrap();
+        self.ok(&["apply", "-f", path.to_str().unwrap()]);
+    }
+
     /// Waits up to 30 s for `f`, showing the cluster's objects if it never holds.
     pub fn wait(&self, what: &str, f: impl Fn() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(30);
