@@ -15,6 +15,9 @@ use skiff_agent::runtime::fake::FakeRuntime;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod support;
+use support::api_server;
+
 fn sha(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
@@ -56,15 +59,7 @@ fn obj<T: serde::de::DeserializeOwned>(v: Value) -> T {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_volume_waits_for_its_claim_then_mounts_the_volume_directory() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = skiff_apiserver::Config::new(dir.path().join("api"));
-    c.port = 0;
-    let running = skiff_apiserver::start_with_store(c, Arc::new(skiff_store::MemoryStore::new()))
-        .await
-        .unwrap();
-    let client = kube::Client::new(
-        skiff_apiserver::inproc::InProcess(running.server.clone()),
-        "default",
-    );
+    let (_server, client) = api_server(&dir.path().join("api")).await;
     let data_dir = dir.path().join("agent");
     let images = ImageStore::open(&data_dir.join("images")).unwrap();
     image(&images, "skiff.test/app:1");
@@ -122,11 +117,24 @@ async fn a_claim_volume_waits_for_its_claim_then_mounts_the_volume_directory() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let pod = pods.get("db-0").await.unwrap();
-    let waiting = pod
-        .status
-        .and_then(|s| s.container_statuses)
-        .unwrap_or_default();
+    // The status is written after the event: wait for it, so the check below
+    // cannot pass on a pod without container statuses.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let waiting = loop {
+        let pod = pods.get("db-0").await.unwrap();
+        let statuses = pod
+            .status
+            .and_then(|s| s.container_statuses)
+            .unwrap_or_default();
+        if !statuses.is_empty() {
+            break statuses;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no container statuses"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(
         waiting.iter().all(|c| c
             .state

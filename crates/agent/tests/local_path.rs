@@ -11,6 +11,9 @@ use skiff_agent::local_path::CLEANUP_FINALIZER;
 use std::path::Path;
 use std::time::Duration;
 
+mod support;
+use support::api_server;
+
 async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !f().await {
@@ -37,16 +40,7 @@ fn volume(name: &str, path: &Path, node: &str, policy: &str) -> PersistentVolume
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_local_path_volumes_of_this_node_lose_their_directories() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = skiff_apiserver::Config::new(dir.path().join("api"));
-    c.port = 0;
-    let running =
-        skiff_apiserver::start_with_store(c, std::sync::Arc::new(skiff_store::MemoryStore::new()))
-            .await
-            .unwrap();
-    let client = kube::Client::new(
-        skiff_apiserver::inproc::InProcess(running.server.clone()),
-        "default",
-    );
+    let (_server, client) = api_server(&dir.path().join("api")).await;
     let storage = dir.path().join("storage");
     let made = |name: &str| {
         let p = storage.join(name);

@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod runc_support;
+
 /// A runtime on a temporary root with a busybox rootfs and a unique cgroup
 /// parent; dropping it removes every container, mount and cgroup it made.
 struct Env {
@@ -80,41 +82,7 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        let root = self.tmp.path().join("root");
-        if let Ok(entries) = std::fs::read_dir(root.join("containers")) {
-            for e in entries.flatten() {
-                let id = e.file_name().to_string_lossy().to_string();
-                let _ = std::process::Command::new("runc")
-                    .arg("--root")
-                    .arg(root.join("runc"))
-                    .args(["delete", "--force", &id])
-                    .output();
-                let _ =
-                    nix::mount::umount2(&e.path().join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
-        if let Ok(entries) = std::fs::read_dir(root.join("sandboxes")) {
-            for e in entries.flatten() {
-                let ns = e.path().join("ns");
-                for n in ["net", "ipc", "uts"] {
-                    let _ = nix::mount::umount2(&ns.join(n), nix::mount::MntFlags::MNT_DETACH);
-                }
-                let _ = nix::mount::umount2(&ns, nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        if let Ok(subsystems) = std::fs::read_dir("/sys/fs/cgroup") {
-            for s in subsystems.flatten() {
-                let top = s.path().join(&self.cgroup_root);
-                if let Ok(cs) = std::fs::read_dir(top.join("pod")) {
-                    for c in cs.flatten().filter(|c| c.path().is_dir()) {
-                        let _ = std::fs::remove_dir(c.path());
-                    }
-                }
-                let _ = std::fs::remove_dir(top.join("pod"));
-                let _ = std::fs::remove_dir(&top);
-            }
-        }
+        runc_support::clean_up(&self.tmp.path().join("root"), &self.cgroup_root);
     }
 }
 

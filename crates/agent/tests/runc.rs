@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod runc_support;
+
 const APPLETS: &[&str] = &[
     "sh", "sleep", "echo", "cat", "head", "tail", "hostname", "httpd", "wget", "dd", "true", "ls",
 ];
@@ -143,38 +145,7 @@ fn is_mounted(path: &Path) -> bool {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        let root = self.tmp.path().join("root");
-        let runc_root = root.join("runc");
-        if let Ok(entries) = std::fs::read_dir(root.join("containers")) {
-            for e in entries.flatten() {
-                let id = e.file_name().to_string_lossy().to_string();
-                let _ = std::process::Command::new("runc")
-                    .arg("--root")
-                    .arg(&runc_root)
-                    .args(["delete", "--force", &id])
-                    .output();
-                let _ =
-                    nix::mount::umount2(&e.path().join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
-        if let Ok(entries) = std::fs::read_dir(root.join("sandboxes")) {
-            for e in entries.flatten() {
-                let ns = e.path().join("ns");
-                for n in ["net", "ipc", "uts"] {
-                    let _ = nix::mount::umount2(&ns.join(n), nix::mount::MntFlags::MNT_DETACH);
-                }
-                let _ = nix::mount::umount2(&ns, nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
-        // Give the shims a moment to finish their own `runc delete`, then drop the pod cgroups.
-        std::thread::sleep(Duration::from_millis(200));
-        if let Ok(subsystems) = std::fs::read_dir("/sys/fs/cgroup") {
-            for s in subsystems.flatten() {
-                let top = s.path().join(&self.cgroup_root);
-                let _ = std::fs::remove_dir(top.join("pod"));
-                let _ = std::fs::remove_dir(&top);
-            }
-        }
+        runc_support::clean_up(&self.tmp.path().join("root"), &self.cgroup_root);
     }
 }
 

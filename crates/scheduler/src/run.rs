@@ -378,22 +378,21 @@ async fn bind_volumes(
         let mut still = Vec::new();
         for (c, provisioned) in waiting {
             match api.get_opt(c).await {
-                Ok(Some(pvc)) if !provisioned => {
-                    if claim_bound(&pvc) {
-                        check_volume(client, &pvc, node)
+                Ok(Some(pvc)) => {
+                    // A pre-bound claim cannot fail: the PV controller binds it.
+                    let wait = match (provisioned, claim_bound(&pvc)) {
+                        (true, _) => claim_wait(&pvc, node),
+                        (false, true) => ClaimWait::Bound,
+                        (false, false) => ClaimWait::Pending,
+                    };
+                    match wait {
+                        ClaimWait::Bound => check_volume(client, &pvc, node)
                             .await
-                            .map_err(|e| format!("binding volumes: {e}"))?;
-                    } else {
-                        still.push((c, provisioned));
+                            .map_err(|e| format!("binding volumes: {e}"))?,
+                        ClaimWait::Pending => still.push((c, provisioned)),
+                        ClaimWait::Failed(msg) => return Err(format!("binding volumes: {msg}")),
                     }
                 }
-                Ok(Some(pvc)) => match claim_wait(&pvc, node) {
-                    ClaimWait::Bound => check_volume(client, &pvc, node)
-                        .await
-                        .map_err(|e| format!("binding volumes: {e}"))?,
-                    ClaimWait::Pending => still.push((c, provisioned)),
-                    ClaimWait::Failed(msg) => return Err(format!("binding volumes: {msg}")),
-                },
                 Ok(None) => {
                     return Err(format!(
                         "binding volumes: persistentvolumeclaim \"{c}\" not found"

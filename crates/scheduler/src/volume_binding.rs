@@ -391,18 +391,18 @@ fn volume_serves(pv: &PersistentVolume, c: &PersistentVolumeClaim) -> bool {
 }
 
 impl PodVolumes {
-    /// VolumeBinding's Filter on one node; a node may fail for both bound
-    /// and unbound claims, and then carries both reasons.
-    pub fn filter(&self, node: &NodeInfo) -> Result<(), Rejection> {
-        let mut reasons = Vec::new();
-        if self.bound.iter().any(|pv| !volume_accepts(pv, node)) {
-            reasons.push(ERR_VOLUME_NODE_CONFLICT.to_string());
-        }
+    /// The available volume each unbound claim of a class without a
+    /// provisioner gets on `node`, in the pod's order, each volume going to
+    /// one claim at most (None: no volume left for that claim).
+    fn static_choices<'s>(
+        &'s self,
+        node: &'s NodeInfo,
+    ) -> impl Iterator<Item = (&'s DelayedClaim, Option<&'s Arc<PersistentVolume>>)> + 's {
         let mut taken: Vec<&str> = Vec::new();
-        for d in &self.delayed {
-            let ok = if provisions(&d.class) {
-                topology_allows(d.class.allowed_topologies.as_deref(), node)
-            } else {
+        self.delayed
+            .iter()
+            .filter(|d| !provisions(&d.class))
+            .map(move |d| {
                 let found = self.available.iter().find(|pv| {
                     let name = pv.metadata.name.as_deref().unwrap_or("");
                     !taken.contains(&name)
@@ -412,12 +412,24 @@ impl PodVolumes {
                 if let Some(pv) = found {
                     taken.push(pv.metadata.name.as_deref().unwrap_or(""));
                 }
-                found.is_some()
-            };
-            if !ok {
-                reasons.push(ERR_VOLUME_BIND_CONFLICT.to_string());
-                break;
-            }
+                (d, found)
+            })
+    }
+
+    /// VolumeBinding's Filter on one node; a node may fail for both bound
+    /// and unbound claims, and then carries both reasons.
+    pub fn filter(&self, node: &NodeInfo) -> Result<(), Rejection> {
+        let mut reasons = Vec::new();
+        if self.bound.iter().any(|pv| !volume_accepts(pv, node)) {
+            reasons.push(ERR_VOLUME_NODE_CONFLICT.to_string());
+        }
+        let provisionable = self
+            .delayed
+            .iter()
+            .filter(|d| provisions(&d.class))
+            .all(|d| topology_allows(d.class.allowed_topologies.as_deref(), node));
+        if !provisionable || self.static_choices(node).any(|(_, pv)| pv.is_none()) {
+            reasons.push(ERR_VOLUME_BIND_CONFLICT.to_string());
         }
         if reasons.is_empty() {
             return Ok(());
@@ -463,32 +475,28 @@ impl PreBind {
 /// `WaitForFirstConsumer` claims, to provision there or to pre-bind to the
 /// available volume Filter found for them there.
 pub fn pre_bind(pod: &Pod, vols: &Volumes, node: &NodeInfo) -> PreBind {
-    let Ok(Some(pv)) = pre_filter(pod, vols) else {
+    let Ok(Some(pod_volumes)) = pre_filter(pod, vols) else {
         return PreBind::default();
     };
-    let mut out = PreBind::default();
-    let mut taken: Vec<&str> = Vec::new();
-    for d in &pv.delayed {
-        let name = d.claim.metadata.name.clone().unwrap_or_default();
-        if provisions(&d.class) {
-            out.provision.push(name);
-            continue;
-        }
-        let found = pv.available.iter().find(|v| {
-            let n = v.metadata.name.as_deref().unwrap_or("");
-            !taken.contains(&n) && volume_serves(v, &d.claim) && volume_accepts(v, node)
-        });
-        if let Some(v) = found {
-            let volume = v.metadata.name.as_deref().unwrap_or("");
-            taken.push(volume);
-            out.static_binds.push(StaticBind {
-                volume: volume.to_string(),
-                claim: name,
-                claim_uid: d.claim.metadata.uid.clone().unwrap_or_default(),
-            });
-        }
+    let claim_name = |d: &DelayedClaim| d.claim.metadata.name.clone().unwrap_or_default();
+    PreBind {
+        provision: pod_volumes
+            .delayed
+            .iter()
+            .filter(|d| provisions(&d.class))
+            .map(claim_name)
+            .collect(),
+        static_binds: pod_volumes
+            .static_choices(node)
+            .filter_map(|(d, v)| {
+                Some(StaticBind {
+                    volume: v?.metadata.name.clone().unwrap_or_default(),
+                    claim: claim_name(d),
+                    claim_uid: d.claim.metadata.uid.clone().unwrap_or_default(),
+                })
+            })
+            .collect(),
     }
-    out
 }
 
 /// How a claim the scheduler waits for stands, as PreBind's wait sees it.
@@ -744,11 +752,10 @@ mod tests {
         // Two claims of the manual class but only one volume on n3.
         snap.volumes
             .put_claim(claim("wait-manual-2", Some("manual"), None));
+        let no_volume =
+            "0/3 nodes are available: 3 node(s) didn't find available persistent volumes to bind.";
         let e = crate::find_feasible(&uses(&["wait-manual", "wait-manual-2"]), &snap).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "0/3 nodes are available: 3 node(s) didn't find available persistent volumes to bind."
-        );
+        assert_eq!(e.to_string(), no_volume);
         // A claim asking more than the volume holds does not get it.
         let mut big = claim("big", Some("manual"), None);
         big.spec
@@ -765,13 +772,23 @@ mod tests {
                 k8s_openapi::apimachinery::pkg::api::resource::Quantity("5Gi".into()),
             );
         snap.volumes.put_claim(big);
-        assert!(crate::find_feasible(&uses(&["big"]), &snap).is_err());
+        assert_eq!(
+            crate::find_feasible(&uses(&["big"]), &snap)
+                .unwrap_err()
+                .to_string(),
+            no_volume
+        );
         // A selector the volume's labels do not match.
         let mut picky = claim("picky", Some("manual"), None);
         picky.spec.as_mut().unwrap().selector =
             Some(serde_json::from_value(json!({"matchLabels": {"disk": "hdd"}})).unwrap());
         snap.volumes.put_claim(picky);
-        assert!(crate::find_feasible(&uses(&["picky"]), &snap).is_err());
+        assert_eq!(
+            crate::find_feasible(&uses(&["picky"]), &snap)
+                .unwrap_err()
+                .to_string(),
+            no_volume
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@ use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
-use std::time::Duration;
+
+mod support;
+use support::{api_server, eventually};
 
 async fn kubelet(client: kube::Client) {
     let mut s = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).boxed();
@@ -49,33 +51,10 @@ fn pod(name: &str, cpu: &str, class: Option<&str>) -> Pod {
     serde_json::from_value(p).unwrap()
 }
 
-async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_higher_priority_pod_preempts_a_lower_one_and_takes_its_place() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = skiff_apiserver::Config::new(dir.path());
-    c.port = 0;
-    let running =
-        skiff_apiserver::start_with_store(c, std::sync::Arc::new(skiff_store::MemoryStore::new()))
-            .await
-            .unwrap();
-    let client = kube::Client::new(
-        skiff_apiserver::inproc::InProcess(running.server.clone()),
-        "default",
-    );
+    let (server, client) = api_server(dir.path()).await;
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
     tokio::spawn(skiff_scheduler::run::run(client.clone(), shutdown));
     tokio::spawn(kubelet(client.clone()));
@@ -167,5 +146,5 @@ async fn a_higher_priority_pod_preempts_a_lower_one_and_takes_its_place() {
         preempted.message.as_deref(),
         Some(format!("Preempted by pod {vip_uid} on node n1").as_str())
     );
-    drop(running);
+    drop(server);
 }

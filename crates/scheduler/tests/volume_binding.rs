@@ -11,21 +11,10 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-const SELECTED: &str = "volume.kubernetes.io/selected-node";
+mod support;
+use support::{api_server, eventually};
 
-async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+const SELECTED: &str = "volume.kubernetes.io/selected-node";
 
 fn obj<T: serde::de::DeserializeOwned>(v: Value) -> T {
     serde_json::from_value(v).unwrap()
@@ -81,6 +70,12 @@ async fn provision(client: &kube::Client, c: &PersistentVolumeClaim, node: &str)
     pv_name
 }
 
+/// The node the scheduler asked for claim `name`'s volume on, once it has.
+async fn selected_node(claims: &Api<PersistentVolumeClaim>, name: &str) -> Option<String> {
+    let c = claims.get(name).await.ok()?;
+    c.metadata.annotations?.get(SELECTED).cloned()
+}
+
 async fn node_of(pods: &Api<Pod>, name: &str) -> Option<String> {
     pods.get(name).await.ok()?.spec?.node_name
 }
@@ -107,16 +102,7 @@ async fn events_of(client: &kube::Client, pod: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_are_provisioned_where_the_pod_goes_and_pods_wait_for_them() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = skiff_apiserver::Config::new(dir.path());
-    c.port = 0;
-    let running =
-        skiff_apiserver::start_with_store(c, std::sync::Arc::new(skiff_store::MemoryStore::new()))
-            .await
-            .unwrap();
-    let client = kube::Client::new(
-        skiff_apiserver::inproc::InProcess(running.server.clone()),
-        "default",
-    );
+    let (_server, client) = api_server(dir.path()).await;
     let nodes: Api<Node> = Api::all(client.clone());
     for n in ["n1", "n2"] {
         let node: Node = obj(
@@ -204,14 +190,7 @@ async fn claims_are_provisioned_where_the_pod_goes_and_pods_wait_for_them() {
         .await
         .unwrap();
     let picked = eventually("late's selected node", async || {
-        claims
-            .get("later")
-            .await
-            .ok()?
-            .metadata
-            .annotations?
-            .get(SELECTED)
-            .cloned()
+        selected_node(&claims, "later").await
     })
     .await;
     provision(&client, &later, &picked).await;
@@ -241,14 +220,7 @@ async fn claims_are_provisioned_where_the_pod_goes_and_pods_wait_for_them() {
     // did NOT ask for; PreBind refuses that node (or the retry's Filter does)
     // and the pod goes where its volume is.
     let asked = eventually("stuck's selected node", async || {
-        claims
-            .get("never")
-            .await
-            .ok()?
-            .metadata
-            .annotations?
-            .get(SELECTED)
-            .cloned()
+        selected_node(&claims, "never").await
     })
     .await;
     let other = if asked == "n1" { "n2" } else { "n1" };
